@@ -1,0 +1,11 @@
+//! One module per subcommand.
+
+pub mod build;
+pub mod check;
+pub mod fmt;
+pub mod lock;
+pub mod plan;
+
+/// A command failed and has already said why.
+#[derive(Debug)]
+pub struct Failed;

@@ -1,0 +1,143 @@
+//! `sdc`: the synthetic dataset compiler's command line.
+//!
+//! Parses arguments, dispatches to one module per subcommand, and maps failures to exit codes:
+//! 0 success, 1 failure (invalid spec, drift, failed build), 2 usage error.
+
+mod commands;
+mod output;
+mod project;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Output;
+
+#[derive(Parser)]
+#[command(
+    name = "sdc",
+    version,
+    about = "The synthetic dataset compiler: declare a dataset, lock it, build it reproducibly",
+    long_about = "sdc turns a declarative dataset spec (.sds) into a lockfile that pins every input \
+                  (sources, prompts, models, seeds), and executes it into a deterministic dataset archive.",
+    after_help = "Examples:\n  sdc check specs/quantum.sds\n  sdc lock specs/quantum.sds\n  sdc plan specs/quantum.sds\n  sdc build specs/quantum.sds"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Copy)]
+struct Global {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more detail (every drifted file, every resolved model).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a spec: syntax, types, references, templates and source globs.
+    #[command(
+        after_help = "Examples:\n  sdc check specs/quantum.sds\n  sdc check specs/quantum.sds --format json"
+    )]
+    Check {
+        /// The spec to check.
+        spec: PathBuf,
+        /// Output format for diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Rewrite specs in canonical form.
+    #[command(after_help = "Examples:\n  sdc fmt specs/quantum.sds\n  sdc fmt --check specs/*.sds")]
+    Fmt {
+        /// The specs to format.
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Change nothing; fail if a spec is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write the lockfile: pin sources, prompts, models, seeds and the verification environment.
+    #[command(
+        after_help = "Examples:\n  sdc lock specs/quantum.sds\n  sdc lock specs/quantum.sds --update model:answer\n  sdc lock specs/quantum.sds --locked   # fail if the lock would change"
+    )]
+    Lock {
+        /// The spec to lock.
+        spec: PathBuf,
+        /// Re-resolve only this entry (`model:NAME`, `source:NAME` or `prompt:NAME`); repeatable.
+        #[arg(long, value_name = "ENTRY")]
+        update: Vec<sdc_compiler::lock::UpdateTarget>,
+        /// Fail, listing every drifted entry, if the lockfile is missing or out of date.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Show what a build would do: stages, counts, expected calls, tokens and cost.
+    #[command(
+        after_help = "Examples:\n  sdc plan specs/quantum.sds\n  sdc plan specs/quantum.sds --format json"
+    )]
+    Plan {
+        /// The spec to plan.
+        spec: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Build the dataset described by a spec.
+    #[command(
+        after_help = "Examples:\n  sdc build specs/quantum.sds\n  sdc build specs/quantum.sds --locked   # CI: the lock must be up to date\n  sdc build specs/quantum.sds --frozen   # use the lock as is, resolve nothing"
+    )]
+    Build {
+        /// The spec to build.
+        spec: PathBuf,
+        #[command(flatten)]
+        lock: LockMode,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+#[group(multiple = false)]
+struct LockMode {
+    /// Fail, listing every drifted entry, if the spec, a prompt or a source no longer matches the lock.
+    #[arg(long)]
+    locked: bool,
+    /// Use the lockfile as is, without checking or re-resolving anything.
+    #[arg(long)]
+    frozen: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.global.quiet, cli.global.verbose);
+    let result = match cli.command {
+        Command::Check { spec, format } => {
+            commands::check::run(&out, &spec, format == Format::Json)
+        }
+        Command::Fmt { specs, check } => commands::fmt::run(&out, &specs, check),
+        Command::Lock {
+            spec,
+            update,
+            locked,
+        } => commands::lock::run(&out, &spec, &update, locked),
+        Command::Plan { spec, format } => commands::plan::run(&out, &spec, format == Format::Json),
+        Command::Build { spec, lock } => commands::build::run(
+            &out,
+            &spec,
+            commands::lock::Mode::from_flags(lock.locked, lock.frozen),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(commands::Failed) => ExitCode::from(1),
+    }
+}
