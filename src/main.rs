@@ -43,9 +43,7 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Check a spec: syntax, types, references, templates and source globs.
-    #[command(
-        after_help = "Examples:\n  sdc check specs/quantum.sds\n  sdc check specs/quantum.sds --format json"
-    )]
+    #[command(after_help = "Examples:\n  sdc check specs/quantum.sds\n  sdc check specs/quantum.sds --format json")]
     Check {
         /// The spec to check.
         spec: PathBuf,
@@ -78,9 +76,7 @@ enum Command {
         locked: bool,
     },
     /// Show what a build would do: stages, counts, expected calls, tokens and cost.
-    #[command(
-        after_help = "Examples:\n  sdc plan specs/quantum.sds\n  sdc plan specs/quantum.sds --format json"
-    )]
+    #[command(after_help = "Examples:\n  sdc plan specs/quantum.sds\n  sdc plan specs/quantum.sds --format json")]
     Plan {
         /// The spec to plan.
         spec: PathBuf,
@@ -120,21 +116,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new(cli.global.quiet, cli.global.verbose);
     let result = match cli.command {
-        Command::Check { spec, format } => {
-            commands::check::run(&out, &spec, format == Format::Json)
-        }
+        Command::Check { spec, format } => commands::check::run(&out, &spec, format == Format::Json),
         Command::Fmt { specs, check } => commands::fmt::run(&out, &specs, check),
-        Command::Lock {
-            spec,
-            update,
-            locked,
-        } => commands::lock::run(&out, &spec, &update, locked),
+        Command::Lock { spec, update, locked } => commands::lock::run(&out, &spec, &update, locked),
         Command::Plan { spec, format } => commands::plan::run(&out, &spec, format == Format::Json),
-        Command::Build { spec, lock } => commands::build::run(
-            &out,
-            &spec,
-            commands::lock::Mode::from_flags(lock.locked, lock.frozen),
-        ),
+        Command::Build { spec, lock } => {
+            commands::build::run(&out, &spec, commands::lock::Mode::from_flags(lock.locked, lock.frozen))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,11 +14,7 @@ pub struct Output {
 impl Output {
     pub fn new(quiet: bool, verbose: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Output {
-            quiet,
-            verbose,
-            color: !no_color && std::io::stderr().is_terminal(),
-        }
+        Output { quiet, verbose, color: !no_color && std::io::stderr().is_terminal() }
     }
 
     /// A status line for people, on stderr; hidden by `--quiet`.

@@ -18,10 +18,7 @@ pub struct Loaded {
 impl Loaded {
     /// The spec's file name as recorded in the lock.
     pub fn file_name(&self) -> String {
-        self.source
-            .path()
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        self.source.path().file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     }
 
     /// The text whose hash identifies the spec's meaning.
@@ -67,11 +64,7 @@ pub fn load_collecting(out: &Output, path: &Path) -> Result<(Loaded, Vec<Diagnos
     let fail = |diags: &[Diagnostic]| {
         out.diagnostics(&source, diags);
         let n = diags.iter().filter(|d| d.is_error()).count();
-        out.error(format!(
-            "`{}` has {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        ));
+        out.error(format!("`{}` has {n} error{}", path.display(), if n == 1 { "" } else { "s" }));
         Failed
     };
     let file = syntax::parse(source.text()).map_err(|d| fail(&[d]))?;

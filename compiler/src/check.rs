@@ -37,10 +37,7 @@ pub fn check_files(spec: &Spec) -> Vec<Diagnostic> {
                     format!("requirements file `{}` not found", verify.requirements.text),
                 )
                 .with_label("no such file")
-                .with_hint(format!(
-                    "paths are relative to the spec's directory `{}`",
-                    display_dir(&spec.dir)
-                )),
+                .with_hint(format!("paths are relative to the spec's directory `{}`", display_dir(&spec.dir))),
             );
         }
     }
@@ -53,7 +50,7 @@ pub(crate) fn display_dir(dir: &Path) -> String {
 }
 
 fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diags.sort_by(|a, b| (a.span.start, a.code).cmp(&(b.span.start, b.code)));
+    diags.sort_by_key(|d| (d.span.start, d.code));
     diags
 }
 
@@ -82,18 +79,26 @@ impl Cx {
                 Entry::Block(b) => {
                     let Some((kind, label, repeat)) = BLOCKS.iter().find(|(k, _, _)| *k == b.kind.name) else {
                         self.error(
-                            Diagnostic::error(Code::UnknownBlock, b.kind.span, format!("unknown block `{}`", b.kind.name))
-                                .with_label("unknown block kind")
-                                .with_hint(choice_hint(&b.kind.name, &kinds)),
+                            Diagnostic::error(
+                                Code::UnknownBlock,
+                                b.kind.span,
+                                format!("unknown block `{}`", b.kind.name),
+                            )
+                            .with_label("unknown block kind")
+                            .with_hint(choice_hint(&b.kind.name, &kinds)),
                         );
                         continue;
                     };
                     match (label, &b.label) {
                         (Label::Required, None) => {
                             self.error(
-                                Diagnostic::error(Code::MissingLabel, b.kind.span, format!("`{kind}` block needs a name"))
-                                    .with_label("name missing")
-                                    .with_hint(format!("write `{kind} <name> {{ … }}`")),
+                                Diagnostic::error(
+                                    Code::MissingLabel,
+                                    b.kind.span,
+                                    format!("`{kind}` block needs a name"),
+                                )
+                                .with_label("name missing")
+                                .with_hint(format!("write `{kind} <name> {{ … }}`")),
                             );
                             continue;
                         }
@@ -108,10 +113,14 @@ impl Cx {
                         Repeat::Once => {
                             if let Some(first) = singles.get(kind) {
                                 self.error(
-                                    Diagnostic::error(Code::DuplicateBlock, b.header_span(), format!("`{kind}` is defined twice"))
-                                        .with_label("second definition")
-                                        .with_secondary(first.header_span(), "first defined here")
-                                        .with_hint(format!("merge the two `{kind}` blocks into one")),
+                                    Diagnostic::error(
+                                        Code::DuplicateBlock,
+                                        b.header_span(),
+                                        format!("`{kind}` is defined twice"),
+                                    )
+                                    .with_label("second definition")
+                                    .with_secondary(first.header_span(), "first defined here")
+                                    .with_hint(format!("merge the two `{kind}` blocks into one")),
                                 );
                             } else {
                                 singles.insert(kind, b);
@@ -119,12 +128,19 @@ impl Cx {
                         }
                         Repeat::Many => {
                             let list = many.entry(kind).or_default();
-                            if let Some(first) = list.iter().find(|o| o.label.as_ref().map(|l| &l.name) == b.label.as_ref().map(|l| &l.name)) {
+                            if let Some(first) = list
+                                .iter()
+                                .find(|o| o.label.as_ref().map(|l| &l.name) == b.label.as_ref().map(|l| &l.name))
+                            {
                                 self.error(
-                                    Diagnostic::error(Code::DuplicateBlock, b.header_span(), format!("{kind} `{}` is defined twice", label_of(b)))
-                                        .with_label("second definition")
-                                        .with_secondary(first.header_span(), "first defined here")
-                                        .with_hint("give each one a different name"),
+                                    Diagnostic::error(
+                                        Code::DuplicateBlock,
+                                        b.header_span(),
+                                        format!("{kind} `{}` is defined twice", label_of(b)),
+                                    )
+                                    .with_label("second definition")
+                                    .with_secondary(first.header_span(), "first defined here")
+                                    .with_hint("give each one a different name"),
                                 );
                             } else {
                                 list.push(b);
@@ -146,17 +162,9 @@ impl Cx {
         };
         let dataset = self.dataset(dataset_block);
         let anchor = dataset_block.header_span();
-        let name = dataset
-            .as_ref()
-            .map_or("dataset", |d| d.name.as_str())
-            .to_string();
+        let name = dataset.as_ref().map_or("dataset", |d| d.name.as_str()).to_string();
         let paths = self.paths(singles.get("paths").copied(), &name);
-        let sources: Vec<Source> = many
-            .get("source")
-            .into_iter()
-            .flatten()
-            .filter_map(|b| self.source(b))
-            .collect();
+        let sources: Vec<Source> = many.get("source").into_iter().flatten().filter_map(|b| self.source(b)).collect();
         if !many.contains_key("source") {
             self.error(
                 Diagnostic::error(Code::MissingBlock, anchor, "the spec has no `source` block")
@@ -164,29 +172,15 @@ impl Cx {
                     .with_hint("add `source docs { root = \"docs\" include = [\"**/*.ipynb\"] }`"),
             );
         }
-        let models: Vec<Model> = many
-            .get("model")
-            .into_iter()
-            .flatten()
-            .filter_map(|b| self.model(b))
-            .collect();
-        let model_names: Vec<&str> = many
-            .get("model")
-            .into_iter()
-            .flatten()
-            .map(|b| label_of(b))
-            .collect();
+        let models: Vec<Model> = many.get("model").into_iter().flatten().filter_map(|b| self.model(b)).collect();
+        let model_names: Vec<&str> = many.get("model").into_iter().flatten().map(|b| label_of(b)).collect();
         let categories = match singles.get("categories") {
             Some(b) => self.categories(b),
             None => {
                 self.error(
-                    Diagnostic::error(
-                        Code::MissingBlock,
-                        anchor,
-                        "the spec has no `categories` block",
-                    )
-                    .with_label("samples of this dataset cannot be classified")
-                    .with_hint("add `categories { circuits = \"Building circuits and gates\" }`"),
+                    Diagnostic::error(Code::MissingBlock, anchor, "the spec has no `categories` block")
+                        .with_label("samples of this dataset cannot be classified")
+                        .with_hint("add `categories { circuits = \"Building circuits and gates\" }`"),
                 );
                 Vec::new()
             }
@@ -197,23 +191,15 @@ impl Cx {
             Some(b) => self.allocation(b),
             None => {
                 self.error(
-                    Diagnostic::error(
-                        Code::MissingBlock,
-                        anchor,
-                        "the spec has no `allocation` block",
-                    )
-                    .with_label("no task types are allocated")
-                    .with_hint("add `allocation { type qa { ratio = 100% multimodal = 50% } }`"),
+                    Diagnostic::error(Code::MissingBlock, anchor, "the spec has no `allocation` block")
+                        .with_label("no task types are allocated")
+                        .with_hint("add `allocation { type qa { ratio = 100% multimodal = 50% } }`"),
                 );
                 None
             }
         };
-        let stages = self.stages(
-            many.get("stage").map(Vec::as_slice).unwrap_or(&[]),
-            &model_names,
-            anchor,
-            allocation.as_ref(),
-        );
+        let stages =
+            self.stages(many.get("stage").map(Vec::as_slice).unwrap_or(&[]), &model_names, anchor, allocation.as_ref());
         let verify = singles.get("verify").and_then(|b| self.verify(b));
         let dedup = self.dedup(singles.get("dedup").copied());
         let split = self.split(singles.get("split").copied());
@@ -242,21 +228,11 @@ impl Cx {
 
     fn dataset(&mut self, b: &Block) -> Option<Dataset> {
         let f = Fields::new(self, b, schema::DATASET_KEYS);
-        let version = f
-            .required(self, "version", "\"0.1.0\"")
-            .and_then(|v| self.string(v, "version"));
-        let seed = f
-            .required(self, "seed", "42")
-            .and_then(|v| self.uint(v, "seed", 0, i64::MAX as u64));
-        let target = f
-            .required(self, "target", "1000")
-            .and_then(|v| self.uint(v, "target", 1, 100_000_000));
-        let license = f
-            .required(self, "license", "\"apache-2.0\"")
-            .and_then(|v| self.string(v, "license"));
-        let description = f
-            .get("description")
-            .and_then(|v| self.string(v, "description"));
+        let version = f.required(self, "version", "\"0.1.0\"").and_then(|v| self.string(v, "version"));
+        let seed = f.required(self, "seed", "42").and_then(|v| self.uint(v, "seed", 0, i64::MAX as u64));
+        let target = f.required(self, "target", "1000").and_then(|v| self.uint(v, "target", 1, 100_000_000));
+        let license = f.required(self, "license", "\"apache-2.0\"").and_then(|v| self.string(v, "license"));
+        let description = f.get("description").and_then(|v| self.string(v, "description"));
         Some(Dataset {
             name: label_of(b).to_string(),
             span: b.header_span(),
@@ -272,14 +248,8 @@ impl Cx {
         let f = b.map(|b| Fields::new(self, b, schema::PATHS_KEYS));
         let get = |cx: &mut Cx, key: &str, default: String| -> PathRef {
             match f.as_ref().and_then(|f| f.get(key)) {
-                Some(v) => PathRef {
-                    text: cx.string(v, key).unwrap_or_default(),
-                    span: v.span,
-                },
-                None => PathRef {
-                    text: default,
-                    span: Span::default(),
-                },
+                Some(v) => PathRef { text: cx.string(v, key).unwrap_or_default(), span: v.span },
+                None => PathRef { text: default, span: Span::default() },
             }
         };
         Paths {
@@ -291,18 +261,11 @@ impl Cx {
 
     fn source(&mut self, b: &Block) -> Option<Source> {
         let f = Fields::new(self, b, schema::SOURCE_KEYS);
-        let root = f
-            .required(self, "root", "\"docs\"")
-            .and_then(|v| self.path(v, "root"));
-        let include = f
-            .required(self, "include", "[\"**/*.ipynb\", \"**/*.mdx\"]")
-            .and_then(|v| self.globs(v, "include"));
-        let exclude = f
-            .get("exclude")
-            .map_or(Some(Vec::new()), |v| self.globs(v, "exclude"));
-        let public_root = f
-            .get("public_root")
-            .and_then(|v| self.path(v, "public_root"));
+        let root = f.required(self, "root", "\"docs\"").and_then(|v| self.path(v, "root"));
+        let include =
+            f.required(self, "include", "[\"**/*.ipynb\", \"**/*.mdx\"]").and_then(|v| self.globs(v, "include"));
+        let exclude = f.get("exclude").map_or(Some(Vec::new()), |v| self.globs(v, "exclude"));
+        let public_root = f.get("public_root").and_then(|v| self.path(v, "public_root"));
         if let Some(include) = &include
             && include.is_empty()
             && let Some(v) = f.get("include")
@@ -328,13 +291,7 @@ impl Cx {
         let provider = f
             .required(self, "provider", "openai")
             .and_then(|v| self.symbol(v, "provider", &["openai", "builtin"]))
-            .map(|p| {
-                if p == "openai" {
-                    Provider::Openai
-                } else {
-                    Provider::Builtin
-                }
-            })?;
+            .map(|p| if p == "openai" { Provider::Openai } else { Provider::Builtin })?;
         let mut base_urls = Vec::new();
         let mut api_key = None;
         let mut offline_fallback = false;
@@ -344,10 +301,7 @@ impl Cx {
                 if let Some(v) = f.required(self, "base_url", "env(\"MODEL_BASE_URL\")") {
                     match &v.kind {
                         ValueKind::List(items) if !items.is_empty() => {
-                            base_urls = items
-                                .iter()
-                                .filter_map(|i| self.setting(i, "base_url"))
-                                .collect();
+                            base_urls = items.iter().filter_map(|i| self.setting(i, "base_url")).collect();
                         }
                         _ => base_urls.extend(self.setting(v, "base_url")),
                     }
@@ -365,13 +319,9 @@ impl Cx {
                         api_key = self.setting(v, "api_key");
                     }
                 }
-                model = f
-                    .required(self, "model", "\"gpt-4o\"")
-                    .and_then(|v| self.setting(v, "model"));
-                offline_fallback = f
-                    .get("offline_fallback")
-                    .and_then(|v| self.boolean(v, "offline_fallback"))
-                    .unwrap_or(false);
+                model = f.required(self, "model", "\"gpt-4o\"").and_then(|v| self.setting(v, "model"));
+                offline_fallback =
+                    f.get("offline_fallback").and_then(|v| self.boolean(v, "offline_fallback")).unwrap_or(false);
             }
             Provider::Builtin => {
                 for key in ["base_url", "api_key", "offline_fallback"] {
@@ -393,35 +343,16 @@ impl Cx {
                 });
             }
         }
-        let temperature = f
-            .get("temperature")
-            .map_or(Some(0.7), |v| self.float(v, "temperature", 0.0, 2.0));
-        let top_p = f
-            .get("top_p")
-            .and_then(|v| self.float(v, "top_p", 0.0, 1.0));
-        let max_tokens = f
-            .get("max_tokens")
-            .map_or(Some(4096), |v| self.uint(v, "max_tokens", 1, 10_000_000));
-        let max_in_flight = f
-            .get("max_in_flight")
-            .map_or(Some(8), |v| self.uint(v, "max_in_flight", 1, 100_000));
-        let rpm = f
-            .get("requests_per_minute")
-            .and_then(|v| self.uint(v, "requests_per_minute", 1, u64::MAX));
-        let tpm = f
-            .get("tokens_per_minute")
-            .and_then(|v| self.uint(v, "tokens_per_minute", 1, u64::MAX));
-        let timeout = f
-            .get("timeout")
-            .map_or(Some(120_000), |v| self.duration(v, "timeout"));
-        let connect_timeout = f
-            .get("connect_timeout")
-            .map_or(Some(10_000), |v| self.duration(v, "connect_timeout"));
-        let retries = f
-            .get("retries")
-            .map_or(Some(5), |v| self.uint(v, "retries", 0, 100));
-        let price =
-            |cx: &mut Cx, key: &str| f.get(key).and_then(|v| cx.float(v, key, 0.0, 1_000_000.0));
+        let temperature = f.get("temperature").map_or(Some(0.7), |v| self.float(v, "temperature", 0.0, 2.0));
+        let top_p = f.get("top_p").and_then(|v| self.float(v, "top_p", 0.0, 1.0));
+        let max_tokens = f.get("max_tokens").map_or(Some(4096), |v| self.uint(v, "max_tokens", 1, 10_000_000));
+        let max_in_flight = f.get("max_in_flight").map_or(Some(8), |v| self.uint(v, "max_in_flight", 1, 100_000));
+        let rpm = f.get("requests_per_minute").and_then(|v| self.uint(v, "requests_per_minute", 1, u64::MAX));
+        let tpm = f.get("tokens_per_minute").and_then(|v| self.uint(v, "tokens_per_minute", 1, u64::MAX));
+        let timeout = f.get("timeout").map_or(Some(120_000), |v| self.duration(v, "timeout"));
+        let connect_timeout = f.get("connect_timeout").map_or(Some(10_000), |v| self.duration(v, "connect_timeout"));
+        let retries = f.get("retries").map_or(Some(5), |v| self.uint(v, "retries", 0, 100));
+        let price = |cx: &mut Cx, key: &str| f.get(key).and_then(|v| cx.float(v, key, 0.0, 1_000_000.0));
         let price = Price {
             input_per_1k: price(self, "price_input").unwrap_or(0.0),
             output_per_1k: price(self, "price_output").unwrap_or(0.0),
@@ -436,11 +367,7 @@ impl Cx {
             api_key,
             model: model?,
             offline_fallback,
-            sampling: Sampling {
-                temperature: temperature?,
-                top_p,
-                max_tokens: max_tokens?,
-            },
+            sampling: Sampling { temperature: temperature?, top_p, max_tokens: max_tokens? },
             limits: Limits {
                 max_in_flight: max_in_flight?,
                 requests_per_minute: rpm,
@@ -474,27 +401,16 @@ impl Cx {
                         continue;
                     }
                     if let Some(description) = self.string(&field.value, &field.key.name) {
-                        out.push(Category {
-                            name: field.key.name.clone(),
-                            description,
-                            span: field.key.span,
-                        });
+                        out.push(Category { name: field.key.name.clone(), description, span: field.key.span });
                     }
                 }
             }
         }
-        if out.is_empty()
-            && !self
-                .diags
-                .iter()
-                .any(|d| d.span.start >= b.span.start && d.span.end <= b.span.end)
-        {
+        if out.is_empty() && !self.diags.iter().any(|d| d.span.start >= b.span.start && d.span.end <= b.span.end) {
             self.error(
                 Diagnostic::error(Code::MissingKey, b.header_span(), "`categories` is empty")
                     .with_label("no categories")
-                    .with_hint(
-                        "add `name = \"description\"` lines; the description guides classification",
-                    ),
+                    .with_hint("add `name = \"description\"` lines; the description guides classification"),
             );
         }
         out
@@ -503,10 +419,7 @@ impl Cx {
     fn chunking(&mut self, b: Option<&Block>) -> Chunking {
         let f = b.map(|b| Fields::new(self, b, schema::CHUNKING_KEYS));
         let mut get = |key: &str, default: u64| -> u64 {
-            f.as_ref()
-                .and_then(|f| f.get(key))
-                .and_then(|v| self.uint(v, key, 0, 100_000_000))
-                .unwrap_or(default)
+            f.as_ref().and_then(|f| f.get(key)).and_then(|v| self.uint(v, key, 0, 100_000_000)).unwrap_or(default)
         };
         let chunking = Chunking {
             max_chars: get("max_chars", 2912),
@@ -518,18 +431,13 @@ impl Cx {
             prior_code_chars: get("prior_code_chars", 2000),
         };
         if chunking.min_chars > chunking.max_chars
-            && let Some(v) = f
-                .as_ref()
-                .and_then(|f| f.get("min_chars").or(f.get("max_chars")))
+            && let Some(v) = f.as_ref().and_then(|f| f.get("min_chars").or(f.get("max_chars")))
         {
             self.error(
                 Diagnostic::error(
                     Code::OutOfRange,
                     v.span,
-                    format!(
-                        "`min_chars` ({}) is larger than `max_chars` ({})",
-                        chunking.min_chars, chunking.max_chars
-                    ),
+                    format!("`min_chars` ({}) is larger than `max_chars` ({})", chunking.min_chars, chunking.max_chars),
                 )
                 .with_label("inconsistent limits")
                 .with_hint("`min_chars` must not exceed `max_chars`"),
@@ -541,10 +449,7 @@ impl Cx {
     fn images(&mut self, b: Option<&Block>) -> ImageLimits {
         let f = b.map(|b| Fields::new(self, b, schema::IMAGES_KEYS));
         let mut get = |key: &str, min: u64, default: u64| -> u64 {
-            f.as_ref()
-                .and_then(|f| f.get(key))
-                .and_then(|v| self.uint(v, key, min, u64::MAX))
-                .unwrap_or(default)
+            f.as_ref().and_then(|f| f.get(key)).and_then(|v| self.uint(v, key, min, u64::MAX)).unwrap_or(default)
         };
         ImageLimits {
             max_side: get("max_side", 16, 1024),
@@ -566,13 +471,9 @@ impl Cx {
             let label = b.label.as_ref().map_or(Span::default(), |l| l.span);
             let Some(kind) = StageKind::parse(label_of(b)) else {
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownValue,
-                        label,
-                        format!("unknown stage `{}`", label_of(b)),
-                    )
-                    .with_label("not a stage")
-                    .with_hint(choice_hint(label_of(b), &names)),
+                    Diagnostic::error(Code::UnknownValue, label, format!("unknown stage `{}`", label_of(b)))
+                        .with_label("not a stage")
+                        .with_hint(choice_hint(label_of(b), &names)),
                 );
                 continue;
             };
@@ -583,16 +484,12 @@ impl Cx {
         for kind in StageKind::ALL {
             if kind.required() && !blocks.iter().any(|b| label_of(b) == kind.as_str()) {
                 self.error(
-                    Diagnostic::error(
-                        Code::MissingStage,
-                        anchor,
-                        format!("the spec has no `{}` stage", kind.as_str()),
-                    )
-                    .with_label("every dataset needs it")
-                    .with_hint(format!(
-                        "add `stage {} {{ model = … prompt = … on_failure = drop }}`",
-                        kind.as_str()
-                    )),
+                    Diagnostic::error(Code::MissingStage, anchor, format!("the spec has no `{}` stage", kind.as_str()))
+                        .with_label("every dataset needs it")
+                        .with_hint(format!(
+                            "add `stage {} {{ model = … prompt = … on_failure = drop }}`",
+                            kind.as_str()
+                        )),
                 );
             }
         }
@@ -600,22 +497,13 @@ impl Cx {
         stages
     }
 
-    fn stage(
-        &mut self,
-        b: &Block,
-        kind: StageKind,
-        models: &[&str],
-        allocation: Option<&Allocation>,
-    ) -> Option<Stage> {
+    fn stage(&mut self, b: &Block, kind: StageKind, models: &[&str], allocation: Option<&Allocation>) -> Option<Stage> {
         let f = Fields::new(self, b, schema::STAGE_KEYS);
-        let model = f
-            .required(self, "model", "my_model")
-            .and_then(|v| self.reference(v, "model", models, "model"));
+        let model = f.required(self, "model", "my_model").and_then(|v| self.reference(v, "model", models, "model"));
         let policies: &[&str] = match kind {
-            StageKind::ImageFilter
-            | StageKind::ChunkFilter
-            | StageKind::CandidateFilter
-            | StageKind::Curate => &["keep", "drop", "fail"],
+            StageKind::ImageFilter | StageKind::ChunkFilter | StageKind::CandidateFilter | StageKind::Curate => {
+                &["keep", "drop", "fail"]
+            }
             _ => &["drop", "fail"],
         };
         let on_failure = f.required(self, "on_failure", "drop").and_then(|v| {
@@ -625,10 +513,7 @@ impl Cx {
                     Diagnostic::error(
                         Code::UnknownValue,
                         v.span,
-                        format!(
-                            "`on_failure = {p}` is not possible for stage `{}`",
-                            kind.as_str()
-                        ),
+                        format!("`on_failure = {p}` is not possible for stage `{}`", kind.as_str()),
                     )
                     .with_label("only filters can keep an item they could not judge")
                     .with_hint("use `drop` (record the item as failed) or `fail` (stop the build)"),
@@ -642,12 +527,8 @@ impl Cx {
             })
         });
         let prompts = self.stage_prompts(b, &f, kind, allocation);
-        let temperature = f
-            .get("temperature")
-            .and_then(|v| self.float(v, "temperature", 0.0, 2.0));
-        let max_tokens = f
-            .get("max_tokens")
-            .and_then(|v| self.uint(v, "max_tokens", 1, 10_000_000));
+        let temperature = f.get("temperature").and_then(|v| self.float(v, "temperature", 0.0, 2.0));
+        let max_tokens = f.get("max_tokens").and_then(|v| self.uint(v, "max_tokens", 1, 10_000_000));
         Some(Stage {
             kind,
             span: b.header_span(),
@@ -669,20 +550,21 @@ impl Cx {
         if kind.per_task_type() {
             if let Some(span) = f.key_span("prompt") {
                 self.error(
-                    Diagnostic::error(Code::WrongType, span, format!("stage `{}` takes one prompt per task type", kind.as_str()))
-                        .with_label("use `prompts` here")
-                        .with_hint("write `prompts = { function_completion = \"…\", code_generation = \"…\", qa = \"…\" }`"),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        span,
+                        format!("stage `{}` takes one prompt per task type", kind.as_str()),
+                    )
+                    .with_label("use `prompts` here")
+                    .with_hint(
+                        "write `prompts = { function_completion = \"…\", code_generation = \"…\", qa = \"…\" }`",
+                    ),
                 );
                 return None;
             }
             let v = f.required(self, "prompts", "{ qa = \"answer_qa.j2\" }")?;
             let ValueKind::Map(pairs) = &v.kind else {
-                self.wrong_type(
-                    v,
-                    "prompts",
-                    "a map",
-                    "write `prompts = { qa = \"answer_qa.j2\" }`",
-                );
+                self.wrong_type(v, "prompts", "a map", "write `prompts = { qa = \"answer_qa.j2\" }`");
                 return None;
             };
             let names: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
@@ -690,24 +572,14 @@ impl Cx {
             for (key, value) in pairs {
                 let Some(task) = TaskType::parse(&key.name) else {
                     self.error(
-                        Diagnostic::error(
-                            Code::UnknownValue,
-                            key.span,
-                            format!("unknown task type `{}`", key.name),
-                        )
-                        .with_label("not a task type")
-                        .with_hint(choice_hint(&key.name, &names)),
+                        Diagnostic::error(Code::UnknownValue, key.span, format!("unknown task type `{}`", key.name))
+                            .with_label("not a task type")
+                            .with_hint(choice_hint(&key.name, &names)),
                     );
                     continue;
                 };
                 if let Some(text) = self.string(value, &key.name) {
-                    out.push(PromptUse {
-                        task: Some(task),
-                        template: PathRef {
-                            text,
-                            span: value.span,
-                        },
-                    });
+                    out.push(PromptUse { task: Some(task), template: PathRef { text, span: value.span } });
                 }
             }
             if let Some(allocation) = allocation {
@@ -720,11 +592,7 @@ impl Cx {
                             Diagnostic::error(
                                 Code::MissingKey,
                                 v.span,
-                                format!(
-                                    "stage `{}` has no prompt for task type `{}`",
-                                    kind.as_str(),
-                                    t.task.as_str()
-                                ),
+                                format!("stage `{}` has no prompt for task type `{}`", kind.as_str(), t.task.as_str()),
                             )
                             .with_label(format!("`{}` is missing here", t.task.as_str()))
                             .with_hint(format!(
@@ -756,48 +624,31 @@ impl Cx {
             let _ = b;
             let v = f.required(self, "prompt", &format!("\"{}.j2\"", kind.as_str()))?;
             let text = self.string(v, "prompt")?;
-            Some(vec![PromptUse {
-                task: None,
-                template: PathRef { text, span: v.span },
-            }])
+            Some(vec![PromptUse { task: None, template: PathRef { text, span: v.span } }])
         }
     }
 
     fn allocation(&mut self, b: &Block) -> Option<Allocation> {
         let f = Fields::with_blocks(self, b, schema::ALLOCATION_KEYS, &["type"]);
-        let over = f
-            .get("over_allocation")
-            .map_or(Some(1.0), |v| self.float(v, "over_allocation", 1.0, 10.0));
-        let diversity = f
-            .get("diversity_weight")
-            .map_or(Some(0.4), |v| self.float(v, "diversity_weight", 0.0, 1.0));
-        let balance = f
-            .get("balance_categories")
-            .map_or(Some(false), |v| self.boolean(v, "balance_categories"));
+        let over = f.get("over_allocation").map_or(Some(1.0), |v| self.float(v, "over_allocation", 1.0, 10.0));
+        let diversity = f.get("diversity_weight").map_or(Some(0.4), |v| self.float(v, "diversity_weight", 0.0, 1.0));
+        let balance = f.get("balance_categories").map_or(Some(false), |v| self.boolean(v, "balance_categories"));
         let names: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
         let mut types: Vec<(TypeAllocation, Span)> = Vec::new();
         for inner in b.blocks() {
             let Some(label) = &inner.label else {
                 self.error(
-                    Diagnostic::error(
-                        Code::MissingLabel,
-                        inner.kind.span,
-                        "`type` block needs a task type",
-                    )
-                    .with_label("task type missing")
-                    .with_hint("write `type qa { ratio = 30% multimodal = 70% }`"),
+                    Diagnostic::error(Code::MissingLabel, inner.kind.span, "`type` block needs a task type")
+                        .with_label("task type missing")
+                        .with_hint("write `type qa { ratio = 30% multimodal = 70% }`"),
                 );
                 continue;
             };
             let Some(task) = TaskType::parse(&label.name) else {
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownValue,
-                        label.span,
-                        format!("unknown task type `{}`", label.name),
-                    )
-                    .with_label("not a task type")
-                    .with_hint(choice_hint(&label.name, &names)),
+                    Diagnostic::error(Code::UnknownValue, label.span, format!("unknown task type `{}`", label.name))
+                        .with_label("not a task type")
+                        .with_hint(choice_hint(&label.name, &names)),
                 );
                 continue;
             };
@@ -815,32 +666,17 @@ impl Cx {
                 continue;
             }
             let tf = Fields::new(self, inner, schema::ALLOCATION_TYPE_KEYS);
-            let ratio = tf
-                .required(self, "ratio", "30%")
-                .and_then(|v| self.percent(v, "ratio"));
-            let multimodal = tf
-                .get("multimodal")
-                .map_or(Some(0.0), |v| self.percent(v, "multimodal"));
+            let ratio = tf.required(self, "ratio", "30%").and_then(|v| self.percent(v, "ratio"));
+            let multimodal = tf.get("multimodal").map_or(Some(0.0), |v| self.percent(v, "multimodal"));
             if let (Some(ratio), Some(multimodal)) = (ratio, multimodal) {
-                types.push((
-                    TypeAllocation {
-                        task,
-                        ratio,
-                        multimodal,
-                    },
-                    inner.header_span(),
-                ));
+                types.push((TypeAllocation { task, ratio, multimodal }, inner.header_span()));
             }
         }
         if types.is_empty() && !self.diags.iter().any(Diagnostic::is_error) {
             self.error(
-                Diagnostic::error(
-                    Code::MissingKey,
-                    b.header_span(),
-                    "the allocation names no task type",
-                )
-                .with_label("nothing to generate")
-                .with_hint("add `type qa { ratio = 100% multimodal = 50% }`"),
+                Diagnostic::error(Code::MissingKey, b.header_span(), "the allocation names no task type")
+                    .with_label("nothing to generate")
+                    .with_hint("add `type qa { ratio = 100% multimodal = 50% }`"),
             );
             return None;
         }
@@ -871,21 +707,12 @@ impl Cx {
         let f = Fields::new(self, b, schema::VERIFY_KEYS);
         let python_v = f.required(self, "python", "\"python3\"");
         let python = python_v.and_then(|v| self.string(v, "python"));
-        let requirements = f
-            .required(self, "requirements", "\"requirements.txt\"")
-            .and_then(|v| self.path(v, "requirements"));
-        let timeout = f
-            .get("timeout")
-            .map_or(Some(60_000), |v| self.duration(v, "timeout"));
-        let attempts = f
-            .get("max_attempts")
-            .map_or(Some(3), |v| self.uint(v, "max_attempts", 1, 50));
-        let concurrency = f
-            .get("concurrency")
-            .and_then(|v| self.uint(v, "concurrency", 1, 1024));
-        let memory = f
-            .get("memory_mb")
-            .map_or(Some(2048), |v| self.uint(v, "memory_mb", 64, 1_048_576));
+        let requirements =
+            f.required(self, "requirements", "\"requirements.txt\"").and_then(|v| self.path(v, "requirements"));
+        let timeout = f.get("timeout").map_or(Some(60_000), |v| self.duration(v, "timeout"));
+        let attempts = f.get("max_attempts").map_or(Some(3), |v| self.uint(v, "max_attempts", 1, 50));
+        let concurrency = f.get("concurrency").and_then(|v| self.uint(v, "concurrency", 1, 1024));
+        let memory = f.get("memory_mb").map_or(Some(2048), |v| self.uint(v, "memory_mb", 64, 1_048_576));
         Some(Verify {
             python: python?,
             python_span: python_v?.span,
@@ -909,26 +736,14 @@ impl Cx {
 
     fn split(&mut self, b: Option<&Block>) -> Option<Split> {
         let Some(b) = b else {
-            return Some(Split {
-                train: 0.7,
-                validation: 0.15,
-                test: 0.15,
-                group_by: GroupBy::Document,
-            });
+            return Some(Split { train: 0.7, validation: 0.15, test: 0.15, group_by: GroupBy::Document });
         };
         let f = Fields::new(self, b, schema::SPLIT_KEYS);
-        let train = f
-            .required(self, "train", "70%")
-            .and_then(|v| self.percent(v, "train"));
-        let validation = f
-            .required(self, "validation", "15%")
-            .and_then(|v| self.percent(v, "validation"));
-        let test = f
-            .required(self, "test", "15%")
-            .and_then(|v| self.percent(v, "test"));
-        let group_by = f.get("group_by").map_or(Some("document"), |v| {
-            self.symbol(v, "group_by", &["document", "chunk"])
-        });
+        let train = f.required(self, "train", "70%").and_then(|v| self.percent(v, "train"));
+        let validation = f.required(self, "validation", "15%").and_then(|v| self.percent(v, "validation"));
+        let test = f.required(self, "test", "15%").and_then(|v| self.percent(v, "test"));
+        let group_by =
+            f.get("group_by").map_or(Some("document"), |v| self.symbol(v, "group_by", &["document", "chunk"]));
         let (train, validation, test) = (train?, validation?, test?);
         let sum = train + validation + test;
         if (sum - 1.0).abs() > 1e-9 {
@@ -943,46 +758,24 @@ impl Cx {
             );
             return None;
         }
-        let group_by = if group_by? == "chunk" {
-            GroupBy::Chunk
-        } else {
-            GroupBy::Document
-        };
-        Some(Split {
-            train,
-            validation,
-            test,
-            group_by,
-        })
+        let group_by = if group_by? == "chunk" { GroupBy::Chunk } else { GroupBy::Document };
+        Some(Split { train, validation, test, group_by })
     }
 
     fn output(&mut self, b: Option<&Block>, dataset: Option<&Dataset>) -> Output {
         let f = b.map(|b| Fields::new(self, b, schema::OUTPUT_KEYS));
-        let default_archive = dataset.map_or("dist/dataset.tar.zst".to_string(), |d| {
-            format!("dist/{}-{}.tar.zst", d.name, d.version)
-        });
+        let default_archive =
+            dataset.map_or("dist/dataset.tar.zst".to_string(), |d| format!("dist/{}-{}.tar.zst", d.name, d.version));
         let archive = match f.as_ref().and_then(|f| f.get("archive")) {
-            Some(v) => self.path(v, "archive").unwrap_or(PathRef {
-                text: default_archive,
-                span: v.span,
-            }),
-            None => PathRef {
-                text: default_archive,
-                span: Span::default(),
-            },
+            Some(v) => self.path(v, "archive").unwrap_or(PathRef { text: default_archive, span: v.span }),
+            None => PathRef { text: default_archive, span: Span::default() },
         };
         let formats = match f.as_ref().and_then(|f| f.get("formats")) {
             Some(v) => match &v.kind {
                 ValueKind::List(items) => items
                     .iter()
                     .filter_map(|i| self.symbol(i, "formats", &["parquet", "jsonl"]))
-                    .map(|s| {
-                        if s == "parquet" {
-                            Format::Parquet
-                        } else {
-                            Format::Jsonl
-                        }
-                    })
+                    .map(|s| if s == "parquet" { Format::Parquet } else { Format::Jsonl })
                     .collect(),
                 _ => {
                     self.wrong_type(v, "formats", "a list", "write `formats = [parquet, jsonl]`");
@@ -991,22 +784,14 @@ impl Cx {
             },
             None => vec![Format::Parquet],
         };
-        let level = f
-            .as_ref()
-            .and_then(|f| f.get("zstd_level"))
-            .and_then(|v| self.uint(v, "zstd_level", 1, 22))
-            .unwrap_or(19);
+        let level =
+            f.as_ref().and_then(|f| f.get("zstd_level")).and_then(|v| self.uint(v, "zstd_level", 1, 22)).unwrap_or(19);
         let shard_rows = f
             .as_ref()
             .and_then(|f| f.get("shard_rows"))
             .and_then(|v| self.uint(v, "shard_rows", 1, 100_000_000))
             .unwrap_or(10_000);
-        Output {
-            archive,
-            formats,
-            zstd_level: level as i64,
-            shard_rows,
-        }
+        Output { archive, formats, zstd_level: level as i64, shard_rows }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1017,10 +802,7 @@ impl Cx {
             Diagnostic::error(
                 Code::WrongType,
                 v.span,
-                format!(
-                    "expected {expected} for `{key}`, found {}",
-                    v.kind.describe()
-                ),
+                format!("expected {expected} for `{key}`, found {}", v.kind.describe()),
             )
             .with_label(format!("expected {expected}"))
             .with_hint(hint.to_string()),
@@ -1066,13 +848,9 @@ impl Cx {
         let text = self.string(v, key)?;
         if text.is_empty() {
             self.error(
-                Diagnostic::error(
-                    Code::OutOfRange,
-                    v.span,
-                    format!("`{key}` is an empty path"),
-                )
-                .with_label("empty")
-                .with_hint("write `\".\"` for the spec's own directory"),
+                Diagnostic::error(Code::OutOfRange, v.span, format!("`{key}` is an empty path"))
+                    .with_label("empty")
+                    .with_hint("write `\".\"` for the spec's own directory"),
             );
             return None;
         }
@@ -1081,32 +859,23 @@ impl Cx {
 
     fn globs(&mut self, v: &Value, key: &str) -> Option<Vec<Glob>> {
         let ValueKind::List(items) = &v.kind else {
-            self.wrong_type(
-                v,
-                key,
-                "a list of globs",
-                &format!("write `{key} = [\"**/*.ipynb\"]`"),
-            );
+            self.wrong_type(v, key, "a list of globs", &format!("write `{key} = [\"**/*.ipynb\"]`"));
             return None;
         };
         let mut out = Vec::new();
         for item in items {
             let pattern = self.string(item, key)?;
-            if let Err(e) = globset::GlobBuilder::new(&pattern)
-                .literal_separator(true)
-                .build()
-            {
+            if let Err(e) = globset::GlobBuilder::new(&pattern).literal_separator(true).build() {
                 self.error(
                     Diagnostic::error(Code::InvalidGlob, item.span, format!("invalid glob `{pattern}`"))
                         .with_label(e.kind().to_string())
-                        .with_hint("globs use `*` within a directory, `**` across directories, `{a,b}` for alternatives"),
+                        .with_hint(
+                            "globs use `*` within a directory, `**` across directories, `{a,b}` for alternatives",
+                        ),
                 );
                 continue;
             }
-            out.push(Glob {
-                pattern,
-                span: item.span,
-            });
+            out.push(Glob { pattern, span: item.span });
         }
         Some(out)
     }
@@ -1116,19 +885,12 @@ impl Cx {
             ValueKind::Int(i) => {
                 let in_range = u64::try_from(*i).ok().filter(|n| *n >= min && *n <= max);
                 if in_range.is_none() {
-                    let range = if max == u64::MAX {
-                        format!("at least {min}")
-                    } else {
-                        format!("between {min} and {max}")
-                    };
+                    let range =
+                        if max == u64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
                     self.error(
-                        Diagnostic::error(
-                            Code::OutOfRange,
-                            v.span,
-                            format!("`{key}` must be {range}"),
-                        )
-                        .with_label(format!("{i} is out of range"))
-                        .with_hint(format!("use a whole number {range}")),
+                        Diagnostic::error(Code::OutOfRange, v.span, format!("`{key}` must be {range}"))
+                            .with_label(format!("{i} is out of range"))
+                            .with_hint(format!("use a whole number {range}")),
                     );
                 }
                 in_range
@@ -1138,12 +900,7 @@ impl Cx {
                 None
             }
             _ => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "an integer",
-                    &format!("write a whole number, e.g. `{key} = {min}`"),
-                );
+                self.wrong_type(v, key, "an integer", &format!("write a whole number, e.g. `{key} = {min}`"));
                 None
             }
         }
@@ -1163,12 +920,7 @@ impl Cx {
                 return None;
             }
             _ => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "a number",
-                    &format!("write a number, e.g. `{key} = {}`", trim(min)),
-                );
+                self.wrong_type(v, key, "a number", &format!("write a number, e.g. `{key} = {}`", trim(min)));
                 return None;
             }
         };
@@ -1180,11 +932,7 @@ impl Cx {
                     format!("`{key}` must be between {} and {}", trim(min), trim(max)),
                 )
                 .with_label(format!("{} is out of range", trim(x)))
-                .with_hint(format!(
-                    "use a value between {} and {}",
-                    trim(min),
-                    trim(max)
-                )),
+                .with_hint(format!("use a value between {} and {}", trim(min), trim(max))),
             );
             return None;
         }
@@ -1197,23 +945,14 @@ impl Cx {
             ValueKind::Percent(p) if (0.0..=100.0).contains(p) => Some(p / 100.0),
             ValueKind::Percent(p) => {
                 self.error(
-                    Diagnostic::error(
-                        Code::OutOfRange,
-                        v.span,
-                        format!("`{key}` must be between 0% and 100%"),
-                    )
-                    .with_label(format!("{}% is out of range", trim(*p)))
-                    .with_hint("percentages are between 0% and 100%"),
+                    Diagnostic::error(Code::OutOfRange, v.span, format!("`{key}` must be between 0% and 100%"))
+                        .with_label(format!("{}% is out of range", trim(*p)))
+                        .with_hint("percentages are between 0% and 100%"),
                 );
                 None
             }
             ValueKind::Float(f) => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "a percentage",
-                    &format!("write `{key} = {}%`", trim(f * 100.0)),
-                );
+                self.wrong_type(v, key, "a percentage", &format!("write `{key} = {}%`", trim(f * 100.0)));
                 None
             }
             ValueKind::Int(i) => {
@@ -1231,12 +970,7 @@ impl Cx {
         match &v.kind {
             ValueKind::Duration(d) => Some(d.as_millis()),
             ValueKind::Int(i) => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "a duration",
-                    &format!("add a unit: `{key} = {i}s` or `{key} = {i}m`"),
-                );
+                self.wrong_type(v, key, "a duration", &format!("add a unit: `{key} = {i}s` or `{key} = {i}m`"));
                 None
             }
             _ => {
@@ -1250,12 +984,7 @@ impl Cx {
         match &v.kind {
             ValueKind::Bool(b) => Some(*b),
             _ => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "`true` or `false`",
-                    &format!("write `{key} = true` or `{key} = false`"),
-                );
+                self.wrong_type(v, key, "`true` or `false`", &format!("write `{key} = true` or `{key} = false`"));
                 None
             }
         }
@@ -1272,23 +1001,14 @@ impl Cx {
                     return Some(c);
                 }
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownValue,
-                        v.span,
-                        format!("unknown value `{s}` for `{key}`"),
-                    )
-                    .with_label("not a valid choice")
-                    .with_hint(choice_hint(s, choices)),
+                    Diagnostic::error(Code::UnknownValue, v.span, format!("unknown value `{s}` for `{key}`"))
+                        .with_label("not a valid choice")
+                        .with_hint(choice_hint(s, choices)),
                 );
                 None
             }
             ValueKind::Str(s) if choices.contains(&s.as_str()) => {
-                self.wrong_type(
-                    v,
-                    key,
-                    "a name",
-                    &format!("write it without quotes: `{key} = {s}`"),
-                );
+                self.wrong_type(v, key, "a name", &format!("write it without quotes: `{key} = {s}`"));
                 None
             }
             _ => {
@@ -1309,21 +1029,13 @@ impl Cx {
                     None if defined.is_empty() => format!("define it with `{what} {s} {{ … }}`"),
                     None => format!(
                         "defined {what}s: {}",
-                        defined
-                            .iter()
-                            .map(|d| format!("`{d}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        defined.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
                     ),
                 };
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownReference,
-                        v.span,
-                        format!("no {what} named `{s}`"),
-                    )
-                    .with_label(format!("undefined {what}"))
-                    .with_hint(hint),
+                    Diagnostic::error(Code::UnknownReference, v.span, format!("no {what} named `{s}`"))
+                        .with_label(format!("undefined {what}"))
+                        .with_hint(hint),
                 );
                 None
             }
@@ -1337,12 +1049,7 @@ impl Cx {
                 None
             }
             _ => {
-                self.wrong_type(
-                    v,
-                    key,
-                    format!("a {what} name").as_str(),
-                    &format!("write `{key} = <{what} name>`"),
-                );
+                self.wrong_type(v, key, format!("a {what} name").as_str(), &format!("write `{key} = <{what} name>`"));
                 None
             }
         }
@@ -1360,33 +1067,19 @@ impl Cx {
                             format!("`{name}` is not a valid environment variable name"),
                         )
                         .with_label("invalid name")
-                        .with_hint(
-                            "use letters, digits and `_`, e.g. `env(\"ANSWER_MODEL_NAME\")`",
-                        ),
+                        .with_hint("use letters, digits and `_`, e.g. `env(\"ANSWER_MODEL_NAME\")`"),
                     );
                     return None;
                 }
                 let default = match default.as_deref() {
                     None => None,
-                    Some(Value {
-                        kind: ValueKind::Str(s),
-                        ..
-                    }) => Some(s.clone()),
+                    Some(Value { kind: ValueKind::Str(s), .. }) => Some(s.clone()),
                     Some(other) => {
-                        self.wrong_type(
-                            other,
-                            key,
-                            "a string default",
-                            "write `env(\"NAME\", \"default\")`",
-                        );
+                        self.wrong_type(other, key, "a string default", "write `env(\"NAME\", \"default\")`");
                         return None;
                     }
                 };
-                Some(Setting::Env {
-                    name: name.clone(),
-                    default,
-                    span: v.span,
-                })
+                Some(Setting::Env { name: name.clone(), default, span: v.span })
             }
             _ => {
                 self.wrong_type(
@@ -1427,11 +1120,7 @@ impl<'a> Fields<'a> {
                             None => format!(
                                 "`{}` accepts: {}",
                                 block.kind.name,
-                                known
-                                    .iter()
-                                    .map(|k| format!("`{k}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                             ),
                         };
                         cx.error(
@@ -1447,14 +1136,10 @@ impl<'a> Fields<'a> {
                     }
                     if let Some(first) = map.get(key) {
                         cx.error(
-                            Diagnostic::error(
-                                Code::DuplicateKey,
-                                field.key.span,
-                                format!("`{key}` is set twice"),
-                            )
-                            .with_label("second value")
-                            .with_secondary(first.key.span, "first set here")
-                            .with_hint("remove one of them"),
+                            Diagnostic::error(Code::DuplicateKey, field.key.span, format!("`{key}` is set twice"))
+                                .with_label("second value")
+                                .with_secondary(first.key.span, "first set here")
+                                .with_hint("remove one of them"),
                         );
                         continue;
                     }
@@ -1481,13 +1166,9 @@ impl<'a> Fields<'a> {
                 None => format!("`{}`", self.block.kind.name),
             };
             cx.error(
-                Diagnostic::error(
-                    Code::MissingKey,
-                    self.block.header_span(),
-                    format!("{what} is missing `{key}`"),
-                )
-                .with_label(format!("`{key}` is required"))
-                .with_hint(format!("add `{key} = {example}`")),
+                Diagnostic::error(Code::MissingKey, self.block.header_span(), format!("{what} is missing `{key}`"))
+                    .with_label(format!("`{key}` is required"))
+                    .with_hint(format!("add `{key} = {example}`")),
             );
         }
         v

@@ -128,10 +128,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, span, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
@@ -157,18 +154,9 @@ impl Diagnostic {
     /// under the span, and the hint. `color` selects ANSI styling (off for NO_COLOR and pipes).
     pub fn render(&self, source: &SourceFile, color: bool) -> String {
         let source = self.file.as_ref().unwrap_or(source);
-        let theme = if color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
-        };
-        let handler = GraphicalReportHandler::new_themed(theme)
-            .with_width(100)
-            .with_links(false);
-        let report = Rendered {
-            diag: self,
-            source: named_source(source),
-        };
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+        let report = Rendered { diag: self, source: named_source(source) };
         let mut out = String::new();
         if handler.render_report(&mut out, &report).is_err() {
             // Rendering only fails on a formatter error; fall back to the plain one-line form.
@@ -185,21 +173,12 @@ impl Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        format!(
-            "{}:{line}:{col}: {sev}[{}]: {}",
-            source.path().display(),
-            self.code,
-            self.message
-        )
+        format!("{}:{line}:{col}: {sev}[{}]: {}", source.path().display(), self.code, self.message)
     }
 }
 
 fn named_source(source: &SourceFile) -> NamedSource<String> {
-    NamedSource::new(
-        source.path().display().to_string(),
-        source.text().to_string(),
-    )
-    .with_language("sds")
+    NamedSource::new(source.path().display().to_string(), source.text().to_string()).with_language("sds")
 }
 
 /// Adapts a [`Diagnostic`] to miette for rendering only.
@@ -235,10 +214,7 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diag
-            .hint
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag.hint.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -246,13 +222,12 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let primary = LabeledSpan::new_primary_with_span(
-            self.diag.label.clone(),
-            to_source_span(self.diag.span),
-        );
-        let secondary = self.diag.secondary.iter().map(|(span, label)| {
-            LabeledSpan::new_with_span(Some(label.clone()), to_source_span(*span))
-        });
+        let primary = LabeledSpan::new_primary_with_span(self.diag.label.clone(), to_source_span(self.diag.span));
+        let secondary = self
+            .diag
+            .secondary
+            .iter()
+            .map(|(span, label)| LabeledSpan::new_with_span(Some(label.clone()), to_source_span(*span)));
         Some(Box::new(std::iter::once(primary).chain(secondary)))
     }
 }
@@ -262,10 +237,7 @@ fn to_source_span(span: Span) -> SourceSpan {
 }
 
 /// Suggests the closest candidate to a misspelt name, if any is close enough to be useful.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
@@ -275,12 +247,8 @@ pub fn did_you_mean<'a>(
 }
 
 /// A hint listing the valid choices, with a "did you mean" first if one is close.
-pub fn choice_hint<'a>(name: &str, candidates: &[&'a str]) -> String {
-    let list = candidates
-        .iter()
-        .map(|c| format!("`{c}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+pub fn choice_hint(name: &str, candidates: &[&str]) -> String {
+    let list = candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
     match did_you_mean(name, candidates.iter().copied()) {
         Some(best) => format!("did you mean `{best}`? expected one of {list}"),
         None => format!("expected one of {list}"),

@@ -229,10 +229,7 @@ pub fn build(
             match std::fs::read(&path) {
                 Ok(bytes) => Some(VerifyLock {
                     python: v.python.clone(),
-                    python_version: res
-                        .python_version
-                        .clone()
-                        .unwrap_or_else(|| "unresolved".into()),
+                    python_version: res.python_version.clone().unwrap_or_else(|| "unresolved".into()),
                     requirements: v.requirements.text.clone(),
                     requirements_sha256: sha256_hex(&bytes),
                 }),
@@ -259,10 +256,7 @@ pub fn build(
         version: LOCK_VERSION,
         hash_scheme: HASH_SCHEME.to_string(),
         sdc_version: env!("CARGO_PKG_VERSION").to_string(),
-        spec: SpecLock {
-            file: spec_file.to_string(),
-            sha256: sha256_hex(canonical_spec.as_bytes()),
-        },
+        spec: SpecLock { file: spec_file.to_string(), sha256: sha256_hex(canonical_spec.as_bytes()) },
         dataset: DatasetLock {
             name: spec.dataset.name.clone(),
             version: spec.dataset.version.clone(),
@@ -276,9 +270,7 @@ pub fn build(
         prompts: prompts.into_values().collect(),
         models,
         verify,
-        plan: PlanLock {
-            digest: String::new(),
-        },
+        plan: PlanLock { digest: String::new() },
     };
     lock.plan.digest = plan_digest(spec, &lock);
     Ok(lock)
@@ -354,47 +346,20 @@ pub fn write(lock: &Lockfile) -> String {
         }
         o.push_str("files = [\n");
         for f in &src.files {
-            let _ = writeln!(
-                o,
-                "  {{ path = {}, sha256 = {}, bytes = {} }},",
-                s(&f.path),
-                s(&f.sha256),
-                f.bytes
-            );
+            let _ = writeln!(o, "  {{ path = {}, sha256 = {}, bytes = {} }},", s(&f.path), s(&f.sha256), f.bytes);
         }
         o.push_str("]\n");
     }
     for p in &lock.prompts {
         o.push_str("\n[[prompt]]\n");
         let _ = writeln!(o, "name = {}\nsha256 = {}", s(&p.name), s(&p.sha256));
-        let _ = writeln!(
-            o,
-            "includes = [{}]",
-            p.includes
-                .iter()
-                .map(|i| s(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let _ = writeln!(o, "includes = [{}]", p.includes.iter().map(|i| s(i)).collect::<Vec<_>>().join(", "));
     }
     for m in &lock.models {
         o.push_str("\n[[model]]\n");
         let _ = writeln!(o, "alias = {}\nprovider = {}", s(&m.alias), s(&m.provider));
-        let _ = writeln!(
-            o,
-            "endpoints = [{}]",
-            m.endpoints
-                .iter()
-                .map(|i| s(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let _ = writeln!(
-            o,
-            "requested = {}\nresolved = {}",
-            s(&m.requested),
-            s(&m.resolved)
-        );
+        let _ = writeln!(o, "endpoints = [{}]", m.endpoints.iter().map(|i| s(i)).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(o, "requested = {}\nresolved = {}", s(&m.requested), s(&m.resolved));
         if let Some(r) = &m.offline {
             let _ = writeln!(o, "offline = {}", s(r));
         }
@@ -439,13 +404,7 @@ fn s(text: &str) -> String {
 }
 
 fn key(k: &str) -> String {
-    if k.chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        k.to_string()
-    } else {
-        s(k)
-    }
+    if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { k.to_string() } else { s(k) }
 }
 
 fn float(f: f64) -> String {
@@ -477,49 +436,21 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
     let mut out = Vec::new();
     let mut cmp = |entry: String, o: Option<String>, n: Option<String>| {
         if o != n {
-            out.push(Change {
-                entry,
-                old: o,
-                new: n,
-            });
+            out.push(Change { entry, old: o, new: n });
         }
     };
-    cmp(
-        "spec".into(),
-        Some(short(&old.spec.sha256)),
-        Some(short(&new.spec.sha256)),
-    );
-    cmp(
-        "sdc".into(),
-        Some(old.sdc_version.clone()),
-        Some(new.sdc_version.clone()),
-    );
-    let ds = |d: &DatasetLock| {
-        format!(
-            "{}@{} seed={} target={} zstd={}",
-            d.name, d.version, d.seed, d.target, d.zstd_level
-        )
-    };
-    cmp(
-        "dataset".into(),
-        Some(ds(&old.dataset)),
-        Some(ds(&new.dataset)),
-    );
+    cmp("spec".into(), Some(short(&old.spec.sha256)), Some(short(&new.spec.sha256)));
+    cmp("sdc".into(), Some(old.sdc_version.clone()), Some(new.sdc_version.clone()));
+    let ds =
+        |d: &DatasetLock| format!("{}@{} seed={} target={} zstd={}", d.name, d.version, d.seed, d.target, d.zstd_level);
+    cmp("dataset".into(), Some(ds(&old.dataset)), Some(ds(&new.dataset)));
     for k in union(old.seeds.keys(), new.seeds.keys()) {
-        cmp(
-            format!("seed:{k}"),
-            old.seeds.get(&k).map(u64::to_string),
-            new.seeds.get(&k).map(u64::to_string),
-        );
+        cmp(format!("seed:{k}"), old.seeds.get(&k).map(u64::to_string), new.seeds.get(&k).map(u64::to_string));
     }
     let files = |l: &Lockfile| -> BTreeMap<String, String> {
         l.sources
             .iter()
-            .flat_map(|s| {
-                s.files
-                    .iter()
-                    .map(move |f| (format!("source:{}/{}", s.name, f.path), short(&f.sha256)))
-            })
+            .flat_map(|s| s.files.iter().map(move |f| (format!("source:{}/{}", s.name, f.path), short(&f.sha256))))
             .collect()
     };
     let (of, nf) = (files(old), files(new));
@@ -527,10 +458,7 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
         cmp(k.clone(), of.get(&k).cloned(), nf.get(&k).cloned());
     }
     let prompts = |l: &Lockfile| -> BTreeMap<String, String> {
-        l.prompts
-            .iter()
-            .map(|p| (format!("prompt:{}", p.name), short(&p.sha256)))
-            .collect()
+        l.prompts.iter().map(|p| (format!("prompt:{}", p.name), short(&p.sha256))).collect()
     };
     let (op, np) = (prompts(old), prompts(new));
     for k in union(op.keys(), np.keys()) {
@@ -543,10 +471,7 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
                 let top_p = m.top_p.map_or(String::new(), |p| format!(" top_p={p}"));
                 (
                     format!("model:{}", m.alias),
-                    format!(
-                        "{} (temperature={}{top_p} max_tokens={})",
-                        m.resolved, m.temperature, m.max_tokens
-                    ),
+                    format!("{} (temperature={}{top_p} max_tokens={})", m.resolved, m.temperature, m.max_tokens),
                 )
             })
             .collect()
@@ -556,13 +481,7 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
         cmp(k.clone(), om.get(&k).cloned(), nm.get(&k).cloned());
     }
     let verify = |l: &Lockfile| {
-        l.verify.as_ref().map(|v| {
-            format!(
-                "python {} requirements {}",
-                v.python_version,
-                short(&v.requirements_sha256)
-            )
-        })
+        l.verify.as_ref().map(|v| format!("python {} requirements {}", v.python_version, short(&v.requirements_sha256)))
     };
     cmp("verify".into(), verify(old), verify(new));
     if out.is_empty() && old.plan.digest != new.plan.digest {
@@ -575,10 +494,7 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
     out
 }
 
-fn union<'a>(
-    a: impl Iterator<Item = &'a String>,
-    b: impl Iterator<Item = &'a String>,
-) -> Vec<String> {
+fn union<'a>(a: impl Iterator<Item = &'a String>, b: impl Iterator<Item = &'a String>) -> Vec<String> {
     let mut all: Vec<String> = a.chain(b).cloned().collect();
     all.sort();
     all.dedup();
@@ -605,21 +521,14 @@ impl std::str::FromStr for UpdateTarget {
             Some(("model", n)) if !n.is_empty() => Ok(UpdateTarget::Model(n.into())),
             Some(("source", n)) if !n.is_empty() => Ok(UpdateTarget::Source(n.into())),
             Some(("prompt", n)) if !n.is_empty() => Ok(UpdateTarget::Prompt(n.into())),
-            _ => Err(format!(
-                "`{s}` is not an update target; write `model:NAME`, `source:NAME` or `prompt:NAME`"
-            )),
+            _ => Err(format!("`{s}` is not an update target; write `model:NAME`, `source:NAME` or `prompt:NAME`")),
         }
     }
 }
 
 /// Takes `old` and replaces only the targeted entry with its value in `fresh`; everything else
 /// stays pinned as it was. The plan digest is recomputed.
-pub fn apply_update(
-    spec: &Spec,
-    old: &Lockfile,
-    fresh: &Lockfile,
-    target: &UpdateTarget,
-) -> Result<Lockfile, String> {
+pub fn apply_update(spec: &Spec, old: &Lockfile, fresh: &Lockfile, target: &UpdateTarget) -> Result<Lockfile, String> {
     let mut out = old.clone();
     match target {
         UpdateTarget::Model(name) => {
@@ -641,8 +550,7 @@ pub fn apply_update(
             out.sources.retain(|x| &x.name != name);
             out.sources.push(s.clone());
             let order: Vec<&str> = spec.sources.iter().map(|s| s.name.as_str()).collect();
-            out.sources
-                .sort_by_key(|s| order.iter().position(|n| *n == s.name));
+            out.sources.sort_by_key(|s| order.iter().position(|n| *n == s.name));
         }
         UpdateTarget::Prompt(name) => {
             let p = fresh

@@ -203,8 +203,7 @@ impl Plan {
                 let locked = lock.models.iter().find(|l| l.alias == m.name);
                 PlanModel {
                     alias: m.name.clone(),
-                    provider: locked
-                        .map_or(m.provider.as_str().to_string(), |l| l.provider.clone()),
+                    provider: locked.map_or(m.provider.as_str().to_string(), |l| l.provider.clone()),
                     endpoints: locked.map(|l| l.endpoints.clone()).unwrap_or_default(),
                     resolved: locked.map_or("unresolved".to_string(), |l| l.resolved.clone()),
                     temperature: m.sampling.temperature,
@@ -245,14 +244,8 @@ impl Plan {
                         })
                         .collect(),
                     on_failure: s.on_failure.as_str().to_string(),
-                    temperature: s
-                        .temperature
-                        .or(model.map(|m| m.sampling.temperature))
-                        .unwrap_or(0.0),
-                    max_tokens: s
-                        .max_tokens
-                        .or(model.map(|m| m.sampling.max_tokens))
-                        .unwrap_or(0),
+                    temperature: s.temperature.or(model.map(|m| m.sampling.temperature)).unwrap_or(0.0),
+                    max_tokens: s.max_tokens.or(model.map(|m| m.sampling.max_tokens)).unwrap_or(0),
                     seed: seed(&format!("stage.{}", s.kind.as_str())),
                 }
             })
@@ -271,11 +264,7 @@ impl Plan {
             sources,
             models,
             stages,
-            categories: spec
-                .categories
-                .iter()
-                .map(|c| (c.name.clone(), c.description.clone()))
-                .collect(),
+            categories: spec.categories.iter().map(|c| (c.name.clone(), c.description.clone())).collect(),
             chunking: PlanChunking {
                 max_chars: c.max_chars,
                 min_chars: c.min_chars,
@@ -301,11 +290,9 @@ impl Plan {
                 let locked = lock.verify.as_ref();
                 PlanVerify {
                     python: v.python.clone(),
-                    python_version: locked
-                        .map_or("unresolved".into(), |l| l.python_version.clone()),
+                    python_version: locked.map_or("unresolved".into(), |l| l.python_version.clone()),
                     requirements: v.requirements.text.clone(),
-                    requirements_sha256: locked
-                        .map_or(String::new(), |l| l.requirements_sha256.clone()),
+                    requirements_sha256: locked.map_or(String::new(), |l| l.requirements_sha256.clone()),
                     timeout_ms: v.timeout_ms,
                     max_attempts: v.max_attempts,
                     concurrency: v.concurrency,
@@ -322,12 +309,7 @@ impl Plan {
             },
             output: PlanOutput {
                 archive: spec.output.archive.text.clone(),
-                formats: spec
-                    .output
-                    .formats
-                    .iter()
-                    .map(|f| f.as_str().to_string())
-                    .collect(),
+                formats: spec.output.formats.iter().map(|f| f.as_str().to_string()).collect(),
                 zstd_level: spec.output.zstd_level,
                 shard_rows: spec.output.shard_rows,
                 archive_mtime: lock.dataset.archive_mtime,
@@ -424,14 +406,7 @@ pub fn estimate(plan: &Plan, census: &[Census]) -> Estimate {
     let mut census_iter = census.iter();
     let (mut images, mut text_chars, mut documents) = (0u64, 0u64, 0u64);
     for s in &plan.sources {
-        let mut e = SourceEstimate {
-            name: s.name.clone(),
-            notebooks: 0,
-            mdx: 0,
-            markdown: 0,
-            pdf: 0,
-            bytes: 0,
-        };
+        let mut e = SourceEstimate { name: s.name.clone(), notebooks: 0, mdx: 0, markdown: 0, pdf: 0, bytes: 0 };
         for f in &s.files {
             let c = census_iter.next().copied().unwrap_or_default();
             images += c.images;
@@ -460,15 +435,9 @@ pub fn estimate(plan: &Plan, census: &[Census]) -> Estimate {
         })
         .collect();
     let planned: u64 = feasible.iter().map(|t| t.multimodal + t.text).sum();
-    let code_tasks: u64 = feasible
-        .iter()
-        .filter(|t| t.task.is_code())
-        .map(|t| t.multimodal + t.text)
-        .sum();
-    let context_tokens = (plan.chunking.max_chars
-        + 2 * plan.chunking.neighbour_chars
-        + plan.chunking.prior_code_chars)
-        / 4;
+    let code_tasks: u64 = feasible.iter().filter(|t| t.task.is_code()).map(|t| t.multimodal + t.text).sum();
+    let context_tokens =
+        (plan.chunking.max_chars + 2 * plan.chunking.neighbour_chars + plan.chunking.prior_code_chars) / 4;
     let mut calls = Vec::new();
     for stage in &plan.stages {
         let n = match stage.kind {
@@ -476,10 +445,7 @@ pub fn estimate(plan: &Plan, census: &[Census]) -> Estimate {
             StageKind::ChunkFilter => chunks,
             // Question and refinement for every task, a test for code tasks.
             StageKind::Plan => 2 * planned + code_tasks,
-            StageKind::CandidateFilter
-            | StageKind::Answer
-            | StageKind::Curate
-            | StageKind::Classify => planned,
+            StageKind::CandidateFilter | StageKind::Answer | StageKind::Curate | StageKind::Classify => planned,
         };
         let (base_in, out) = per_call_tokens(stage.kind);
         let context = match stage.kind {
@@ -492,8 +458,7 @@ pub fn estimate(plan: &Plan, census: &[Census]) -> Estimate {
         let model = plan.models.iter().find(|m| m.alias == stage.model);
         let billed = model.filter(|m| m.provider != "builtin");
         let cost = billed.map_or(0.0, |m| {
-            input_tokens as f64 / 1000.0 * m.price_input_per_1k
-                + output_tokens as f64 / 1000.0 * m.price_output_per_1k
+            input_tokens as f64 / 1000.0 * m.price_input_per_1k + output_tokens as f64 / 1000.0 * m.price_output_per_1k
         });
         calls.push(CallEstimate {
             stage: stage.kind,

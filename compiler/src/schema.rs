@@ -57,34 +57,13 @@ pub const MODEL_KEYS: &[&str] = &[
     "batch_price_input",
     "batch_price_output",
 ];
-pub const CHUNKING_KEYS: &[&str] = &[
-    "max_chars",
-    "min_chars",
-    "overlap",
-    "max_code_blocks",
-    "max_images",
-    "neighbour_chars",
-    "prior_code_chars",
-];
+pub const CHUNKING_KEYS: &[&str] =
+    &["max_chars", "min_chars", "overlap", "max_code_blocks", "max_images", "neighbour_chars", "prior_code_chars"];
 pub const IMAGES_KEYS: &[&str] = &["max_side", "max_pixels", "max_bytes"];
-pub const STAGE_KEYS: &[&str] = &[
-    "model",
-    "prompt",
-    "prompts",
-    "on_failure",
-    "temperature",
-    "max_tokens",
-];
+pub const STAGE_KEYS: &[&str] = &["model", "prompt", "prompts", "on_failure", "temperature", "max_tokens"];
 pub const ALLOCATION_KEYS: &[&str] = &["over_allocation", "diversity_weight", "balance_categories"];
 pub const ALLOCATION_TYPE_KEYS: &[&str] = &["ratio", "multimodal"];
-pub const VERIFY_KEYS: &[&str] = &[
-    "python",
-    "requirements",
-    "timeout",
-    "max_attempts",
-    "concurrency",
-    "memory_mb",
-];
+pub const VERIFY_KEYS: &[&str] = &["python", "requirements", "timeout", "max_attempts", "concurrency", "memory_mb"];
 pub const DEDUP_KEYS: &[&str] = &["threshold"];
 pub const SPLIT_KEYS: &[&str] = &["train", "validation", "test", "group_by"];
 pub const OUTPUT_KEYS: &[&str] = &["archive", "formats", "zstd_level", "shard_rows"];
@@ -101,24 +80,11 @@ const FILTER_DECISION_BLOCKS: &[&str] = &["system", "user"];
 pub fn template_contract(stage: StageKind, task: Option<TaskType>) -> TemplateContract {
     match stage {
         StageKind::Transcribe => TemplateContract {
-            variables: &[
-                "alt_text",
-                "caption",
-                "surrounding_text",
-                "code_context",
-                "document_path",
-            ],
+            variables: &["alt_text", "caption", "surrounding_text", "code_context", "document_path"],
             blocks: &["system", "user"],
         },
         StageKind::ImageFilter => TemplateContract {
-            variables: &[
-                "transcription",
-                "image_type",
-                "alt_text",
-                "caption",
-                "surrounding_text",
-                "code_context",
-            ],
+            variables: &["transcription", "image_type", "alt_text", "caption", "surrounding_text", "code_context"],
             blocks: FILTER_DECISION_BLOCKS,
         },
         StageKind::ChunkFilter => TemplateContract {
@@ -143,15 +109,7 @@ pub fn template_contract(stage: StageKind, task: Option<TaskType>) -> TemplateCo
             },
         },
         StageKind::CandidateFilter => TemplateContract {
-            variables: &[
-                "question_type",
-                "has_image",
-                "has_test",
-                "question",
-                "test_code",
-                "entry_point",
-                "context",
-            ],
+            variables: &["question_type", "has_image", "has_test", "question", "test_code", "entry_point", "context"],
             blocks: FILTER_DECISION_BLOCKS,
         },
         StageKind::Answer => TemplateContract {

@@ -70,18 +70,13 @@ pub fn discover(spec: &Spec, source: &Source) -> Result<Vec<SourceFile>, Vec<Dia
             )),
         ]);
     }
-    let include: Vec<(globset::GlobMatcher, &Glob)> = source
-        .include
-        .iter()
-        .filter_map(|g| Some((matcher(&g.pattern)?, g)))
-        .collect();
+    let include: Vec<(globset::GlobMatcher, &Glob)> =
+        source.include.iter().filter_map(|g| Some((matcher(&g.pattern)?, g))).collect();
     let exclude = set(&source.exclude);
     let mut hits = vec![0usize; include.len()];
     let mut files = Vec::new();
     let mut unsupported = Vec::new();
-    let walker = walkdir::WalkDir::new(&root)
-        .follow_links(false)
-        .sort_by_file_name();
+    let walker = walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name();
     for entry in walker.into_iter().filter_map(Result::ok) {
         if !entry.file_type().is_file() {
             continue;
@@ -101,11 +96,7 @@ pub fn discover(spec: &Spec, source: &Source) -> Result<Vec<SourceFile>, Vec<Dia
             continue;
         }
         match DocKind::from_path(&rel) {
-            Some(kind) => files.push(SourceFile {
-                rel_path: rel,
-                abs_path: entry.path().to_path_buf(),
-                kind,
-            }),
+            Some(kind) => files.push(SourceFile { rel_path: rel, abs_path: entry.path().to_path_buf(), kind }),
             None => unsupported.push(rel),
         }
     }
@@ -124,15 +115,10 @@ pub fn discover(spec: &Spec, source: &Source) -> Result<Vec<SourceFile>, Vec<Dia
             Diagnostic::warning(
                 Code::UnsupportedFile,
                 glob.span,
-                format!(
-                    "{} matched file(s) have no parser and will be skipped, e.g. `{first}`",
-                    unsupported.len()
-                ),
+                format!("{} matched file(s) have no parser and will be skipped, e.g. `{first}`", unsupported.len()),
             )
             .with_label("matches files sdc cannot read")
-            .with_hint(
-                "sdc reads .ipynb, .mdx, .md and .pdf; add an `exclude` pattern to silence this",
-            ),
+            .with_hint("sdc reads .ipynb, .mdx, .md and .pdf; add an `exclude` pattern to silence this"),
         );
     }
     if diags.iter().any(Diagnostic::is_error) {
@@ -154,9 +140,13 @@ pub fn check_sources(spec: &Spec) -> Vec<Diagnostic> {
             && !public.resolve(&spec.dir).is_dir()
         {
             diags.push(
-                Diagnostic::error(Code::PathNotFound, public.span, format!("public root `{}` does not exist", public.text))
-                    .with_label("no such directory")
-                    .with_hint("root-absolute image paths such as `/images/x.png` are looked up under this directory"),
+                Diagnostic::error(
+                    Code::PathNotFound,
+                    public.span,
+                    format!("public root `{}` does not exist", public.text),
+                )
+                .with_label("no such directory")
+                .with_hint("root-absolute image paths such as `/images/x.png` are looked up under this directory"),
             );
         }
     }
@@ -164,11 +154,7 @@ pub fn check_sources(spec: &Spec) -> Vec<Diagnostic> {
 }
 
 fn matcher(pattern: &str) -> Option<globset::GlobMatcher> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.compile_matcher())
+    GlobBuilder::new(pattern).literal_separator(true).build().ok().map(|g| g.compile_matcher())
 }
 
 fn set(globs: &[Glob]) -> GlobSet {
@@ -182,10 +168,7 @@ fn set(globs: &[Glob]) -> GlobSet {
 }
 
 fn rel_string(path: &Path) -> String {
-    path.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
+    path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
 }
 
 /// A cheap look at a file for `sdc plan`'s estimates: how many images it references and how
@@ -205,22 +188,15 @@ pub fn census(kind: DocKind, bytes: &[u8]) -> Census {
                 + count(b"\"image/svg+xml\"")
                 + count(b"![")
                 + count(b"<img");
-            Census {
-                images,
-                text_chars: bytes.len() as u64 / 2,
-            }
+            Census { images, text_chars: bytes.len() as u64 / 2 }
         }
-        DocKind::Mdx | DocKind::Markdown => Census {
-            images: count(b"![") + count(b"<Image"),
-            text_chars: bytes.len() as u64,
-        },
+        DocKind::Mdx | DocKind::Markdown => {
+            Census { images: count(b"![") + count(b"<Image"), text_chars: bytes.len() as u64 }
+        }
         DocKind::Pdf => {
             let pages = (count(b"/Type /Page") + count(b"/Type/Page"))
                 .saturating_sub(count(b"/Type /Pages") + count(b"/Type/Pages"));
-            Census {
-                images: count(b"/Subtype /Image") + count(b"/Subtype/Image"),
-                text_chars: pages * 2500,
-            }
+            Census { images: count(b"/Subtype /Image") + count(b"/Subtype/Image"), text_chars: pages * 2500 }
         }
     }
 }

@@ -52,12 +52,7 @@ impl PartialEq for SourceFile {
 
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        SourceFile {
-            inner: Arc::new(SourceInner {
-                path: path.into(),
-                text: text.into(),
-            }),
-        }
+        SourceFile { inner: Arc::new(SourceInner { path: path.into(), text: text.into() }) }
     }
 
     pub fn path(&self) -> &Path {

@@ -99,11 +99,7 @@ pub struct Glob {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Setting {
     Literal(String),
-    Env {
-        name: String,
-        default: Option<String>,
-        span: Span,
-    },
+    Env { name: String, default: Option<String>, span: Span },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,9 +190,7 @@ pub struct ImageLimits {
     pub max_bytes: u64,
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     Transcribe,
@@ -245,16 +239,11 @@ impl StageKind {
 
     /// Stages a build cannot do without.
     pub fn required(self) -> bool {
-        matches!(
-            self,
-            StageKind::Plan | StageKind::Answer | StageKind::Classify
-        )
+        matches!(self, StageKind::Plan | StageKind::Answer | StageKind::Classify)
     }
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskType {
     FunctionCompletion,
@@ -263,11 +252,7 @@ pub enum TaskType {
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 3] = [
-        TaskType::FunctionCompletion,
-        TaskType::CodeGeneration,
-        TaskType::Qa,
-    ];
+    pub const ALL: [TaskType; 3] = [TaskType::FunctionCompletion, TaskType::CodeGeneration, TaskType::Qa];
 
     pub fn as_str(self) -> &'static str {
         match self {

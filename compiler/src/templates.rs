@@ -15,18 +15,8 @@ use crate::span::{SourceFile, Span};
 use crate::spec::{PathRef, Spec, StageKind, TaskType};
 
 /// Names minijinja provides itself, which are never the stage's business.
-const BUILTIN_NAMES: &[&str] = &[
-    "range",
-    "dict",
-    "namespace",
-    "loop",
-    "self",
-    "super",
-    "debug",
-    "true",
-    "false",
-    "none",
-];
+const BUILTIN_NAMES: &[&str] =
+    &["range", "dict", "namespace", "loop", "self", "super", "debug", "true", "false", "none"];
 
 /// A template and the partials it includes, transitively, by name relative to the prompts dir.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,8 +30,7 @@ impl LoadedTemplate {
     /// sha256 over the template and its includes, each framed by its name.
     pub fn digest(&self) -> String {
         let mut buf = Vec::new();
-        for (name, text) in std::iter::once((&self.name, &self.source))
-            .chain(self.includes.iter().map(|(n, t)| (n, t)))
+        for (name, text) in std::iter::once((&self.name, &self.source)).chain(self.includes.iter().map(|(n, t)| (n, t)))
         {
             buf.extend_from_slice(name.as_bytes());
             buf.push(0);
@@ -71,33 +60,21 @@ pub fn load(dir: &Path, name: &str) -> Result<LoadedTemplate, String> {
         includes.push((next, text));
     }
     includes.sort();
-    Ok(LoadedTemplate {
-        name: name.to_string(),
-        source,
-        includes,
-    })
+    Ok(LoadedTemplate { name: name.to_string(), source, includes })
 }
 
 fn read(dir: &Path, name: &str) -> Result<String, String> {
     if name.split('/').any(|part| part == ".." || part.is_empty()) || name.starts_with('/') {
-        return Err(format!(
-            "template name `{name}` must be a relative path inside the prompts directory"
-        ));
+        return Err(format!("template name `{name}` must be a relative path inside the prompts directory"));
     }
-    std::fs::read_to_string(dir.join(name))
-        .map_err(|e| format!("cannot read template `{name}`: {e}"))
+    std::fs::read_to_string(dir.join(name)).map_err(|e| format!("cannot read template `{name}`: {e}"))
 }
 
 /// The string literals of `include`, `import`, `from` and `extends` tags.
 fn referenced_templates(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     for tag in source.split("{%").skip(1) {
-        let body = tag
-            .split("%}")
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('-')
-            .trim();
+        let body = tag.split("%}").next().unwrap_or("").trim_start_matches('-').trim();
         let mut words = body.splitn(2, char::is_whitespace);
         let keyword = words.next().unwrap_or("");
         if !matches!(keyword, "include" | "import" | "from" | "extends") {
@@ -118,12 +95,7 @@ fn referenced_templates(source: &str) -> Vec<String> {
 fn block_names(source: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for tag in source.split("{%").skip(1) {
-        let body = tag
-            .split("%}")
-            .next()
-            .unwrap_or("")
-            .trim_matches('-')
-            .trim();
+        let body = tag.split("%}").next().unwrap_or("").trim_matches('-').trim();
         let mut words = body.split_whitespace();
         if words.next() == Some("block")
             && let Some(name) = words.next()
@@ -140,11 +112,7 @@ pub fn environment(dir: &Path) -> minijinja::Environment<'static> {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     // Block tags on their own line leave no blank lines behind, as in Jinja's
     // `trim_blocks`/`lstrip_blocks`; the default configuration always builds.
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .build()
-    {
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build() {
         env.set_syntax(syntax);
     }
     let dir = dir.to_path_buf();
@@ -160,19 +128,12 @@ pub fn check_templates(spec: &Spec) -> Vec<Diagnostic> {
     let dir = prompts_dir(spec);
     let mut diags = Vec::new();
     if !dir.is_dir() {
-        let span = if spec.paths.prompts.span == Span::default() {
-            spec.dataset.span
-        } else {
-            spec.paths.prompts.span
-        };
+        let span = if spec.paths.prompts.span == Span::default() { spec.dataset.span } else { spec.paths.prompts.span };
         diags.push(
             Diagnostic::error(
                 Code::PathNotFound,
                 span,
-                format!(
-                    "prompts directory `{}` does not exist",
-                    spec.paths.prompts.text
-                ),
+                format!("prompts directory `{}` does not exist", spec.paths.prompts.text),
             )
             .with_label("prompts are looked up here")
             .with_hint("set `paths { prompts = \"…\" }`, relative to the spec's directory"),
@@ -187,12 +148,7 @@ pub fn check_templates(spec: &Spec) -> Vec<Diagnostic> {
     diags
 }
 
-fn check_one(
-    dir: &Path,
-    stage: StageKind,
-    task: Option<TaskType>,
-    template: &PathRef,
-) -> Vec<Diagnostic> {
+fn check_one(dir: &Path, stage: StageKind, task: Option<TaskType>, template: &PathRef) -> Vec<Diagnostic> {
     let loaded = match load(dir, &template.text) {
         Ok(t) => t,
         Err(message) => {
@@ -215,38 +171,29 @@ fn check_one(
     let contract = template_contract(stage, task);
     let env = environment(dir);
     let mut diags = Vec::new();
-    for (name, text) in std::iter::once((&loaded.name, &loaded.source))
-        .chain(loaded.includes.iter().map(|(n, t)| (n, t)))
+    for (name, text) in
+        std::iter::once((&loaded.name, &loaded.source)).chain(loaded.includes.iter().map(|(n, t)| (n, t)))
     {
         let file = SourceFile::new(dir.join(name), text.clone());
         let compiled = match env.template_from_named_str(name, text) {
             Ok(t) => t,
             Err(e) => {
-                let span = e.range().map_or_else(
-                    || line_span(text, e.line().unwrap_or(1)),
-                    |r| Span::new(r.start, r.end),
-                );
+                let span =
+                    e.range().map_or_else(|| line_span(text, e.line().unwrap_or(1)), |r| Span::new(r.start, r.end));
                 diags.push(
                     Diagnostic::error(
                         Code::TemplateSyntax,
                         span,
-                        format!(
-                            "template syntax error in `{name}`: {}",
-                            e.detail().unwrap_or("invalid syntax")
-                        ),
+                        format!("template syntax error in `{name}`: {}", e.detail().unwrap_or("invalid syntax")),
                     )
                     .with_label(e.kind().to_string())
-                    .with_hint(format!(
-                        "fix the template; it is used by stage `{}`",
-                        stage.as_str()
-                    ))
+                    .with_hint(format!("fix the template; it is used by stage `{}`", stage.as_str()))
                     .in_file(file),
                 );
                 continue;
             }
         };
-        let mut undeclared: Vec<String> =
-            compiled.undeclared_variables(false).into_iter().collect();
+        let mut undeclared: Vec<String> = compiled.undeclared_variables(false).into_iter().collect();
         undeclared.sort();
         for var in undeclared {
             if contract.variables.contains(&var.as_str()) || BUILTIN_NAMES.contains(&var.as_str()) {
@@ -258,20 +205,13 @@ fn check_one(
                     stage.as_str(),
                     contract.variables.join(", ")
                 ),
-                None => format!(
-                    "stage `{}` provides: {}",
-                    stage.as_str(),
-                    contract.variables.join(", ")
-                ),
+                None => format!("stage `{}` provides: {}", stage.as_str(), contract.variables.join(", ")),
             };
             diags.push(
                 Diagnostic::error(
                     Code::TemplateVariable,
                     word_span(text, &var),
-                    format!(
-                        "template `{name}` uses `{var}`, which stage `{}` does not provide",
-                        stage.as_str()
-                    ),
+                    format!("template `{name}` uses `{var}`, which stage `{}` does not provide", stage.as_str()),
                 )
                 .with_label("unknown variable")
                 .with_hint(hint)
@@ -291,13 +231,8 @@ fn check_one(
                     template.span,
                     format!("template `{}` has no `{required}` block", template.text),
                 )
-                .with_label(format!(
-                    "stage `{}` renders a `{required}` message from it",
-                    stage.as_str()
-                ))
-                .with_hint(format!(
-                    "add `{{% block {required} %}}…{{% endblock %}}` to the template"
-                )),
+                .with_label(format!("stage `{}` renders a `{required}` message from it", stage.as_str()))
+                .with_hint(format!("add `{{% block {required} %}}…{{% endblock %}}` to the template")),
             );
         }
     }
@@ -311,24 +246,13 @@ fn list_templates(dir: &Path) -> Vec<String> {
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            e.path()
-                .strip_prefix(dir)
-                .ok()
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-        })
+        .filter_map(|e| e.path().strip_prefix(dir).ok().map(|p| p.to_string_lossy().replace('\\', "/")))
         .collect()
 }
 
 fn line_span(text: &str, line: usize) -> Span {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    let len = text[start.min(text.len())..]
-        .find('\n')
-        .unwrap_or(text.len() - start.min(text.len()));
+    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let len = text[start.min(text.len())..].find('\n').unwrap_or(text.len() - start.min(text.len()));
     Span::new(start, start + len)
 }
 

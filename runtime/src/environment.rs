@@ -28,17 +28,12 @@ impl Environment {
 
     /// An environment holding exactly these variables (for tests).
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Environment {
-        Environment {
-            vars: vars.into_iter().collect(),
-        }
+        Environment { vars: vars.into_iter().collect() }
     }
 
     /// A non-empty variable's value.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Resolves a setting: a literal, the variable, or its default.
@@ -46,10 +41,7 @@ impl Environment {
     pub fn setting(&self, setting: &Setting) -> Option<String> {
         match setting {
             Setting::Literal(s) => Some(s.clone()),
-            Setting::Env { name, default, .. } => self
-                .get(name)
-                .map(str::to_string)
-                .or_else(|| default.clone()),
+            Setting::Env { name, default, .. } => self.get(name).map(str::to_string).or_else(|| default.clone()),
         }
     }
 
@@ -57,9 +49,13 @@ impl Environment {
     /// names the variable and points at the spec — never an empty string.
     pub fn require(&self, setting: &Setting, what: &str) -> Result<String, Diagnostic> {
         self.setting(setting).ok_or_else(|| match setting {
-            Setting::Env { name, span, .. } => Diagnostic::error(Code::EnvUnset, *span, format!("environment variable `{name}` is not set"))
-                .with_label(format!("{what} comes from `{name}`"))
-                .with_hint(format!("set `{name}` in the environment or in `.env`, or give a default: `env(\"{name}\", \"…\")`")),
+            Setting::Env { name, span, .. } => {
+                Diagnostic::error(Code::EnvUnset, *span, format!("environment variable `{name}` is not set"))
+                    .with_label(format!("{what} comes from `{name}`"))
+                    .with_hint(format!(
+                        "set `{name}` in the environment or in `.env`, or give a default: `env(\"{name}\", \"…\")`"
+                    ))
+            }
             Setting::Literal(_) => Diagnostic::error(Code::EnvUnset, Default::default(), "unreachable"),
         })
     }
@@ -79,8 +75,7 @@ fn parse_dotenv(text: &str) -> Vec<(String, String)> {
         };
         let v = v.trim();
         let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
+            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
         {
             &v[1..v.len() - 1]
         } else {
@@ -98,13 +93,6 @@ mod tests {
     #[test]
     fn dotenv_lines() {
         let vars = parse_dotenv("# c\nA=1\nexport B = \"two words\"\nC='x'\nnot a line\n");
-        assert_eq!(
-            vars,
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x".into())
-            ]
-        );
+        assert_eq!(vars, vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x".into())]);
     }
 }

@@ -46,11 +46,7 @@ pub async fn resolve_models(
             Err(mut d) => diags.append(&mut d),
         }
     }
-    if diags.is_empty() {
-        Ok(out)
-    } else {
-        Err(diags)
-    }
+    if diags.is_empty() { Ok(out) } else { Err(diags) }
 }
 
 async fn resolve_one(
@@ -60,9 +56,7 @@ async fn resolve_one(
     options: &ResolveOptions,
 ) -> Result<ModelResolution, Vec<Diagnostic>> {
     if model.provider == Provider::Builtin {
-        let name = env
-            .require(&model.model, "the builtin generator's name")
-            .map_err(|d| vec![d])?;
+        let name = env.require(&model.model, "the builtin generator's name").map_err(|d| vec![d])?;
         return Ok(ModelResolution {
             provider: Provider::Builtin,
             endpoints: vec![],
@@ -93,15 +87,9 @@ async fn resolve_one(
         }
     }
     let mut diags = Vec::new();
-    let requested = env
-        .require(&model.model, "the model name")
-        .map_err(|d| diags.push(d))
-        .ok();
+    let requested = env.require(&model.model, "the model name").map_err(|d| diags.push(d)).ok();
     let key = match &model.api_key {
-        Some(setting) => env
-            .require(setting, "the API key")
-            .map_err(|d| diags.push(d))
-            .ok(),
+        Some(setting) => env.require(setting, "the API key").map_err(|d| diags.push(d)).ok(),
         None => None,
     };
     let mut endpoints = Vec::new();
@@ -167,13 +155,7 @@ async fn resolve_one(
         .connect_timeout(Duration::from_millis(model.limits.connect_timeout_ms))
         .timeout(Duration::from_millis(model.limits.timeout_ms.min(30_000)))
         .build()
-        .map_err(|e| {
-            vec![Diagnostic::error(
-                Code::Syntax,
-                model.span,
-                format!("cannot build an HTTP client: {e}"),
-            )]
-        })?;
+        .map_err(|e| vec![Diagnostic::error(Code::Syntax, model.span, format!("cannot build an HTTP client: {e}"))])?;
     let mut last_err = String::new();
     for url in &parsed {
         match list_models(&client, url, key.as_deref()).await {
@@ -192,10 +174,7 @@ async fn resolve_one(
                     Diagnostic::error(
                         Code::UnknownReference,
                         setting_span(&model.model, model),
-                        format!(
-                            "the server at `{}` does not serve `{requested}`",
-                            host_of(url)
-                        ),
+                        format!("the server at `{}` does not serve `{requested}`", host_of(url)),
                     )
                     .with_label("requested here")
                     .with_hint(if shown.is_empty() {
@@ -209,9 +188,13 @@ async fn resolve_one(
         }
     }
     Err(vec![
-        Diagnostic::error(Code::UnknownReference, model.span, format!("cannot resolve model `{}`: {last_err}", model.name))
-            .with_label("resolved through GET /models on its server")
-            .with_hint("start the server, fix the base URL, or use `--frozen` to build with the models already pinned"),
+        Diagnostic::error(
+            Code::UnknownReference,
+            model.span,
+            format!("cannot resolve model `{}`: {last_err}", model.name),
+        )
+        .with_label("resolved through GET /models on its server")
+        .with_hint("start the server, fix the base URL, or use `--frozen` to build with the models already pinned"),
     ])
 }
 
@@ -225,31 +208,22 @@ struct ModelEntry {
     id: String,
 }
 
-async fn list_models(
-    client: &reqwest::Client,
-    base: &reqwest::Url,
-    key: Option<&str>,
-) -> Result<Vec<String>, String> {
+async fn list_models(client: &reqwest::Client, base: &reqwest::Url, key: Option<&str>) -> Result<Vec<String>, String> {
     let url = format!("{}/models", base.as_str().trim_end_matches('/'));
     let mut req = client.get(&url);
     if let Some(key) = key {
         req = req.bearer_auth(key);
     }
     let host = host_of(base);
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("request to `{host}` failed ({})", describe_reqwest(&e)))?;
+    let resp = req.send().await.map_err(|e| format!("request to `{host}` failed ({})", describe_reqwest(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("`{host}` answered {status} to GET /models"));
     }
-    let list: ModelList = resp.json().await.map_err(|e| {
-        format!(
-            "`{host}` sent a model list sdc cannot read ({})",
-            describe_reqwest(&e)
-        )
-    })?;
+    let list: ModelList = resp
+        .json()
+        .await
+        .map_err(|e| format!("`{host}` sent a model list sdc cannot read ({})", describe_reqwest(&e)))?;
     let mut ids: Vec<String> = list.data.into_iter().map(|m| m.id).collect();
     ids.sort();
     Ok(ids)
@@ -268,11 +242,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 }
 
 fn host_of(url: &reqwest::Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
+    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
 }
 
 /// A URL with any credentials removed, safe to print.

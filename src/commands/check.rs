@@ -15,17 +15,18 @@ pub fn run(out: &Output, path: &Path, json: bool) -> Result<(), Failed> {
     let errors = diags.iter().filter(|d| d.is_error()).count();
     if json {
         let items: Vec<_> = diags.iter().map(|d| to_json(&source, d)).collect();
-        out.data(serde_json::to_string_pretty(&json!({ "spec": path.display().to_string(), "errors": errors, "diagnostics": items })).unwrap_or_default());
+        out.data(
+            serde_json::to_string_pretty(
+                &json!({ "spec": path.display().to_string(), "errors": errors, "diagnostics": items }),
+            )
+            .unwrap_or_default(),
+        );
     } else {
         out.diagnostics(&source, &diags);
     }
     if errors > 0 {
         if !json {
-            out.error(format!(
-                "`{}` has {errors} error{}",
-                path.display(),
-                if errors == 1 { "" } else { "s" }
-            ));
+            out.error(format!("`{}` has {errors} error{}", path.display(), if errors == 1 { "" } else { "s" }));
         }
         return Err(Failed);
     }

@@ -36,23 +36,14 @@ impl Mode {
     }
 }
 
-pub fn run(
-    out: &Output,
-    path: &Path,
-    updates: &[UpdateTarget],
-    locked: bool,
-) -> Result<(), Failed> {
+pub fn run(out: &Output, path: &Path, updates: &[UpdateTarget], locked: bool) -> Result<(), Failed> {
     let loaded = project::load(out, path)?;
     if locked && !updates.is_empty() {
         out.error("`--locked` and `--update` contradict each other");
         return Err(Failed);
     }
     if updates.is_empty() {
-        ensure(
-            out,
-            &loaded,
-            if locked { Mode::Locked } else { Mode::Update },
-        )?;
+        ensure(out, &loaded, if locked { Mode::Locked } else { Mode::Update })?;
         return Ok(());
     }
     let Some(previous) = read_lock(out, &loaded)? else {
@@ -63,25 +54,9 @@ pub fn run(
         ));
         return Err(Failed);
     };
-    let force: BTreeSet<String> = updates
-        .iter()
-        .filter_map(|u| {
-            if let UpdateTarget::Model(m) = u {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
-    let fresh = fresh_lock(
-        out,
-        &loaded,
-        Some(&previous),
-        &ResolveOptions {
-            force,
-            ..Default::default()
-        },
-    )?;
+    let force: BTreeSet<String> =
+        updates.iter().filter_map(|u| if let UpdateTarget::Model(m) = u { Some(m.clone()) } else { None }).collect();
+    let fresh = fresh_lock(out, &loaded, Some(&previous), &ResolveOptions { force, ..Default::default() })?;
     let mut updated = previous.clone();
     for target in updates {
         updated = lock::apply_update(&loaded.spec, &updated, &fresh, target).map_err(|e| {
@@ -99,10 +74,7 @@ pub fn ensure(out: &Output, loaded: &Loaded, mode: Mode) -> Result<Lockfile, Fai
     let lock_path = loaded.lock_path();
     match mode {
         Mode::Frozen => previous.ok_or_else(|| {
-            out.error(format!(
-                "`--frozen` needs a lockfile, and `{}` does not exist",
-                lock_path.display()
-            ));
+            out.error(format!("`--frozen` needs a lockfile, and `{}` does not exist", lock_path.display()));
             Failed
         }),
         Mode::Locked => {
@@ -113,15 +85,8 @@ pub fn ensure(out: &Output, loaded: &Loaded, mode: Mode) -> Result<Lockfile, Fai
                 ));
                 return Err(Failed);
             };
-            let fresh = fresh_lock(
-                out,
-                loaded,
-                Some(&previous),
-                &ResolveOptions {
-                    offline: true,
-                    ..Default::default()
-                },
-            )?;
+            let fresh =
+                fresh_lock(out, loaded, Some(&previous), &ResolveOptions { offline: true, ..Default::default() })?;
             let changes = lock::diff(&previous, &fresh);
             if changes.is_empty() {
                 out.status(format!("{} is up to date", lock_path.display()));
@@ -136,10 +101,7 @@ pub fn ensure(out: &Output, loaded: &Loaded, mode: Mode) -> Result<Lockfile, Fai
             for c in &changes {
                 eprintln!("  {c}");
             }
-            eprintln!(
-                "help: run `sdc lock {}` and review the changes",
-                loaded.source.path().display()
-            );
+            eprintln!("help: run `sdc lock {}` and review the changes", loaded.source.path().display());
             Err(Failed)
         }
         Mode::Update => {
@@ -175,21 +137,14 @@ pub fn fresh_lock(
         out.error(format!("cannot lock `{}`", loaded.source.path().display()));
         Failed
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            out.error(format!("cannot start the async runtime: {e}"));
-            Failed
-        })?;
-    let models = runtime
-        .block_on(resolve_models(spec, &env, previous, options))
-        .map_err(report)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        out.error(format!("cannot start the async runtime: {e}"));
+        Failed
+    })?;
+    let models = runtime.block_on(resolve_models(spec, &env, previous, options)).map_err(report)?;
     for (alias, m) in &models {
         if let Some(reason) = &m.offline_reason {
-            out.status(format!(
-                "note: model `{alias}` uses the builtin offline generator ({reason})"
-            ));
+            out.status(format!("note: model `{alias}` uses the builtin offline generator ({reason})"));
         }
         out.detail(format!("model `{alias}` → {}", m.resolved));
     }
@@ -197,10 +152,7 @@ pub fn fresh_lock(
         Some(v) => Some(sdc_runtime::python::probe(v).map_err(|d| report(vec![d]))?),
         None => None,
     };
-    let res = Resolutions {
-        models,
-        python_version,
-    };
+    let res = Resolutions { models, python_version };
     lock::build(spec, &loaded.file_name(), &loaded.canonical(), &res).map_err(report)
 }
 

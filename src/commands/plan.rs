@@ -14,28 +14,19 @@ use crate::project;
 
 pub fn run(out: &Output, path: &Path, json: bool) -> Result<(), Failed> {
     let loaded = project::load(out, path)?;
-    let previous = std::fs::read_to_string(loaded.lock_path())
-        .ok()
-        .and_then(|t| sdc_compiler::lock::parse(&t).ok());
+    let previous = std::fs::read_to_string(loaded.lock_path()).ok().and_then(|t| sdc_compiler::lock::parse(&t).ok());
     // Never contact a server for an estimate: pinned models come from the lock, others are
     // shown as unresolved.
     let lock = fresh_lock(
         out,
         &loaded,
         previous.as_ref(),
-        &ResolveOptions {
-            offline: true,
-            unpinned_ok: true,
-            ..Default::default()
-        },
+        &ResolveOptions { offline: true, unpinned_ok: true, ..Default::default() },
     )?;
     let lock_state = match &previous {
         None => "no lockfile yet".to_string(),
         Some(p) if sdc_compiler::lock::diff(p, &lock).is_empty() => "up to date".to_string(),
-        Some(p) => format!(
-            "{} drifted entries; run `sdc lock`",
-            sdc_compiler::lock::diff(p, &lock).len()
-        ),
+        Some(p) => format!("{} drifted entries; run `sdc lock`", sdc_compiler::lock::diff(p, &lock).len()),
     };
     let plan = Plan::new(&loaded.spec, &lock);
     let mut census = Vec::new();
@@ -60,22 +51,14 @@ pub fn run(out: &Output, path: &Path, json: bool) -> Result<(), Failed> {
         let value = serde_json::json!({ "lock": lock_state, "plan_digest": lock.plan.digest, "estimate": est });
         out.data(serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
-        out.data(render(
-            &est,
-            &lock_state,
-            &loaded.lock_path().display().to_string(),
-        ));
+        out.data(render(&est, &lock_state, &loaded.lock_path().display().to_string()));
     }
     Ok(())
 }
 
 fn render(e: &Estimate, lock_state: &str, lock_path: &str) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "plan for {} (lock {lock_path}: {lock_state})\n",
-        e.dataset
-    );
+    let _ = writeln!(o, "plan for {} (lock {lock_path}: {lock_state})\n", e.dataset);
     let _ = writeln!(o, "stages     {}", e.stages.join(" → "));
     for s in &e.sources {
         let _ = writeln!(
@@ -89,11 +72,7 @@ fn render(e: &Estimate, lock_state: &str, lock_path: &str) -> String {
             bytes(s.bytes)
         );
     }
-    let _ = writeln!(
-        o,
-        "documents  {}   images ≈ {}   chunks ≈ {}\n",
-        e.documents, e.images, e.chunks
-    );
+    let _ = writeln!(o, "documents  {}   images ≈ {}   chunks ≈ {}\n", e.documents, e.images, e.chunks);
     let _ = writeln!(
         o,
         "{:<22}{:>8}{:>12}{:>10}{:>12}{:>8}{:>12}",
@@ -140,18 +119,10 @@ fn render(e: &Estimate, lock_state: &str, lock_path: &str) -> String {
         e.total_output_tokens,
         format!("{:.2}", e.total_cost)
     );
-    let _ = write!(
-        o,
-        "\nfeasible = multimodal + text tasks the corpus can supply\nestimates: {}",
-        e.method
-    );
+    let _ = write!(o, "\nfeasible = multimodal + text tasks the corpus can supply\nestimates: {}", e.method);
     o
 }
 
 fn bytes(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1} MB", n as f64 / 1e6)
-    } else {
-        format!("{:.1} kB", n as f64 / 1e3)
-    }
+    if n >= 1_000_000 { format!("{:.1} MB", n as f64 / 1e6) } else { format!("{:.1} kB", n as f64 / 1e3) }
 }

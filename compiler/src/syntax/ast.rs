@@ -211,9 +211,7 @@ fn clear_value(value: &mut Value) {
                 clear_value(v);
             }
         }
-        ValueKind::Env {
-            default: Some(d), ..
-        } => clear_value(d),
+        ValueKind::Env { default: Some(d), .. } => clear_value(d),
         _ => {}
     }
 }

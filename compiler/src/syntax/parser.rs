@@ -37,11 +37,9 @@ pub fn parse(text: &str) -> Result<File, Diagnostic> {
     match file(input) {
         Ok((_, file)) => Ok(file),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e.into_diagnostic(text)),
-        Err(nom::Err::Incomplete(_)) => Err(Diagnostic::error(
-            Code::Syntax,
-            Span::new(text.len(), text.len()),
-            "unexpected end of file",
-        )),
+        Err(nom::Err::Incomplete(_)) => {
+            Err(Diagnostic::error(Code::Syntax, Span::new(text.len(), text.len()), "unexpected end of file"))
+        }
     }
 }
 
@@ -58,14 +56,7 @@ struct PErr {
 
 impl PErr {
     fn at(input: Input<'_>, len: usize, code: Code, message: impl Into<String>) -> Self {
-        PErr {
-            offset: input.location_offset(),
-            len,
-            code,
-            message: message.into(),
-            label: None,
-            hint: None,
-        }
+        PErr { offset: input.location_offset(), len, code, message: message.into(), label: None, hint: None }
     }
 
     fn label(mut self, label: impl Into<String>) -> Self {
@@ -97,12 +88,7 @@ impl PErr {
 
 impl<'a> ParseError<Input<'a>> for PErr {
     fn from_error_kind(input: Input<'a>, kind: ErrorKind) -> Self {
-        PErr::at(
-            input,
-            1,
-            Code::Syntax,
-            format!("unexpected input ({kind:?})"),
-        )
+        PErr::at(input, 1, Code::Syntax, format!("unexpected input ({kind:?})"))
     }
 
     fn append(_: Input<'a>, _: ErrorKind, other: Self) -> Self {
@@ -110,11 +96,7 @@ impl<'a> ParseError<Input<'a>> for PErr {
     }
 
     fn or(self, other: Self) -> Self {
-        if other.offset >= self.offset {
-            other
-        } else {
-            self
-        }
+        if other.offset >= self.offset { other } else { self }
     }
 }
 
@@ -259,17 +241,11 @@ fn entries(mut input: Input<'_>, open: Option<Span>) -> PResult<'_, Vec<Entry>> 
 fn attach_trailing(entries: &mut [Entry], comment: &Comment) -> bool {
     match entries.last_mut() {
         Some(Entry::Field(f)) if f.trailing.is_none() => {
-            f.trailing = Some(Comment {
-                blank_before: false,
-                ..comment.clone()
-            });
+            f.trailing = Some(Comment { blank_before: false, ..comment.clone() });
             true
         }
         Some(Entry::Block(b)) if b.trailing.is_none() => {
-            b.trailing = Some(Comment {
-                blank_before: false,
-                ..comment.clone()
-            });
+            b.trailing = Some(Comment { blank_before: false, ..comment.clone() });
             true
         }
         _ => false,
@@ -285,10 +261,7 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
                 input,
                 token_len(input).max(1),
                 Code::Syntax,
-                format!(
-                    "expected a field or a block, found {}",
-                    describe_token(input)
-                ),
+                format!("expected a field or a block, found {}", describe_token(input)),
             )
             .label("expected a name here")
             .hint("fields look like `key = value`; blocks look like `kind name { … }`")
@@ -322,13 +295,7 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
             .hint("put each field on its own line; lists are written `[a, b]`")
             .fail();
         }
-        let field = Field {
-            key,
-            value,
-            trailing: None,
-            blank_before,
-            span: Span::new(start, end),
-        };
+        let field = Field { key, value, trailing: None, blank_before, span: Span::new(start, end) };
         return Ok((rest, Entry::Field(field)));
     }
     let (rest, label) = opt(ident).parse(rest)?;
@@ -339,17 +306,10 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
             rest,
             token_len(rest).max(1),
             Code::Syntax,
-            format!(
-                "expected {what} after `{}`, found {}",
-                key.name,
-                describe_token(rest)
-            ),
+            format!("expected {what} after `{}`, found {}", key.name, describe_token(rest)),
         )
         .label(format!("expected {what}"))
-        .hint(format!(
-            "write `{} = value` for a field, or `{} name {{ … }}` for a block",
-            key.name, key.name
-        ))
+        .hint(format!("write `{} = value` for a field, or `{} name {{ … }}` for a block", key.name, key.name))
         .fail();
     }
     let open = Span::new(rest.location_offset(), rest.location_offset() + 1);
@@ -357,14 +317,7 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
     let (rest, body) = entries(rest, Some(open))?;
     let (rest, _) = char('}')(rest)?;
     let end = rest.location_offset();
-    let block = Block {
-        kind: key,
-        label,
-        entries: body,
-        trailing: None,
-        blank_before,
-        span: Span::new(start, end),
-    };
+    let block = Block { kind: key, label, entries: body, trailing: None, blank_before, span: Span::new(start, end) };
     Ok((rest, Entry::Block(block)))
 }
 
@@ -376,13 +329,7 @@ fn ident(input: Input<'_>) -> PResult<'_, Ident> {
     ))
     .parse(input)?;
     let name = text.fragment().to_string();
-    Ok((
-        rest,
-        Ident {
-            span: Span::new(start, start + name.len()),
-            name,
-        },
-    ))
+    Ok((rest, Ident { span: Span::new(start, start + name.len()), name }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,13 +354,7 @@ fn value(input: Input<'_>) -> PResult<'_, Value> {
                 .fail();
         }
     };
-    Ok((
-        rest,
-        Value {
-            kind,
-            span: Span::new(start, rest.location_offset()),
-        },
-    ))
+    Ok((rest, Value { kind, span: Span::new(start, rest.location_offset()) }))
 }
 
 fn string(input: Input<'_>) -> PResult<'_, String> {
@@ -442,15 +383,10 @@ fn string(input: Input<'_>) -> PResult<'_, String> {
                     Some('\\') => ('\\', 2),
                     _ => {
                         let width = 1 + esc.map_or(0, char::len_utf8);
-                        return PErr::at(
-                            rest,
-                            width,
-                            Code::Syntax,
-                            "unknown escape sequence in string",
-                        )
-                        .label("not a valid escape")
-                        .hint("the escapes are \\n, \\t, \\\" and \\\\")
-                        .fail();
+                        return PErr::at(rest, width, Code::Syntax, "unknown escape sequence in string")
+                            .label("not a valid escape")
+                            .hint("the escapes are \\n, \\t, \\\" and \\\\")
+                            .fail();
                     }
                 };
                 out.push(c);
@@ -471,47 +407,27 @@ fn number(input: Input<'_>) -> PResult<'_, ValueKind> {
         opt(alt((char('-'), char('+')))),
         digit1,
         take_while(|c: char| c.is_ascii_digit() || c == '_'),
-        opt((
-            char('.'),
-            take_while1(|c: char| c.is_ascii_digit() || c == '_'),
-        )),
+        opt((char('.'), take_while1(|c: char| c.is_ascii_digit() || c == '_'))),
     ))
     .parse(input)
     .or_else(|_: nom::Err<PErr>| {
-        PErr::at(
-            input,
-            token_len(input).max(1),
-            Code::InvalidNumber,
-            "invalid number",
-        )
-        .label("not a number")
-        .hint("numbers look like 3, 1_000, 0.5, 35% or 60s")
-        .fail()
+        PErr::at(input, token_len(input).max(1), Code::InvalidNumber, "invalid number")
+            .label("not a number")
+            .hint("numbers look like 3, 1_000, 0.5, 35% or 60s")
+            .fail()
     })?;
-    let raw: String = text
-        .fragment()
-        .chars()
-        .filter(|c| *c != '_' && *c != '+')
-        .collect();
+    let raw: String = text.fragment().chars().filter(|c| *c != '_' && *c != '+').collect();
     let is_float = raw.contains('.');
-    let (rest, unit) =
-        take_while(|c: char| c.is_ascii_alphanumeric() || c == '%' || c == '_')(rest)?;
+    let (rest, unit) = take_while(|c: char| c.is_ascii_alphanumeric() || c == '%' || c == '_')(rest)?;
     let unit_text = *unit.fragment();
     let number_span_len = text.fragment().len() + unit_text.len();
     let bad_number = || {
-        PErr::at(
-            input,
-            number_span_len,
-            Code::InvalidNumber,
-            format!("`{}` is out of range", text.fragment()),
-        )
-        .label("too large")
-        .hint("integers must fit in 64 bits")
+        PErr::at(input, number_span_len, Code::InvalidNumber, format!("`{}` is out of range", text.fragment()))
+            .label("too large")
+            .hint("integers must fit in 64 bits")
     };
     let kind = match unit_text {
-        "" if is_float => {
-            ValueKind::Float(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?)
-        }
+        "" if is_float => ValueKind::Float(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
         "" => ValueKind::Int(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
         "%" => ValueKind::Percent(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
         "ms" | "s" | "m" | "h" => {
@@ -542,9 +458,7 @@ fn number(input: Input<'_>) -> PResult<'_, ValueKind> {
                 code: Code::UnknownUnit,
                 message: format!("unknown unit `{other}`"),
                 label: Some("unknown unit".into()),
-                hint: Some(
-                    "units are `%` for percentages and `ms`, `s`, `m`, `h` for durations".into(),
-                ),
+                hint: Some("units are `%` for percentages and `ms`, `s`, `m`, `h` for durations".into()),
             }
             .fail();
         }
@@ -566,15 +480,10 @@ fn env(input: Input<'_>) -> PResult<'_, ValueKind> {
     let (rest, _) = char('(')(input)?;
     let (rest, _) = inner_trivia(rest)?;
     if !rest.fragment().starts_with('"') {
-        return PErr::at(
-            rest,
-            token_len(rest).max(1),
-            Code::Syntax,
-            "expected the variable name as a string",
-        )
-        .label("expected a string")
-        .hint("write `env(\"NAME\")` or `env(\"NAME\", default)`")
-        .fail();
+        return PErr::at(rest, token_len(rest).max(1), Code::Syntax, "expected the variable name as a string")
+            .label("expected a string")
+            .hint("write `env(\"NAME\")` or `env(\"NAME\", default)`")
+            .fail();
     }
     let (rest, name) = string(rest)?;
     let (rest, _) = inner_trivia(rest)?;
@@ -592,10 +501,7 @@ fn env(input: Input<'_>) -> PResult<'_, ValueKind> {
             rest,
             token_len(rest).max(1),
             Code::Syntax,
-            format!(
-                "expected `)` to close env(), found {}",
-                describe_token(rest)
-            ),
+            format!("expected `)` to close env(), found {}", describe_token(rest)),
         )
         .label("expected `)`")
         .hint("env() takes a name and an optional default: `env(\"NAME\", \"default\")`")
@@ -634,10 +540,7 @@ fn list(input: Input<'_>) -> PResult<'_, ValueKind> {
                 rest,
                 token_len(rest).max(1),
                 Code::Syntax,
-                format!(
-                    "expected `,` or `]` in list, found {}",
-                    describe_token(rest)
-                ),
+                format!("expected `,` or `]` in list, found {}", describe_token(rest)),
             )
             .label("expected `,` or `]`")
             .hint("separate list items with commas")
@@ -676,15 +579,10 @@ fn map(input: Input<'_>) -> PResult<'_, ValueKind> {
         })?;
         let (r, _) = inner_trivia(r)?;
         let (r, _) = char::<_, PErr>('=')(r).or_else(|_| {
-            PErr::at(
-                r,
-                token_len(r).max(1),
-                Code::Syntax,
-                format!("expected `=` after map key `{}`", key.name),
-            )
-            .label("expected `=`")
-            .hint("maps look like `{ key = value, other = value }`")
-            .fail()
+            PErr::at(r, token_len(r).max(1), Code::Syntax, format!("expected `=` after map key `{}`", key.name))
+                .label("expected `=`")
+                .hint("maps look like `{ key = value, other = value }`")
+                .fail()
         })?;
         let (r, _) = inner_trivia(r)?;
         let (r, v) = value(r)?;
@@ -699,10 +597,7 @@ fn map(input: Input<'_>) -> PResult<'_, ValueKind> {
                 rest,
                 token_len(rest).max(1),
                 Code::Syntax,
-                format!(
-                    "expected `,` or `}}` in map, found {}",
-                    describe_token(rest)
-                ),
+                format!("expected `,` or `}}` in map, found {}", describe_token(rest)),
             )
             .label("expected `,` or `}`")
             .hint("separate map entries with commas")

@@ -11,10 +11,7 @@ const WIDTH: usize = 100;
 
 /// Formats a file canonically, keeping comments.
 pub fn format(file: &File) -> String {
-    let mut p = Printer {
-        out: String::new(),
-        comments: true,
-    };
+    let mut p = Printer { out: String::new(), comments: true };
     p.entries(&normalized(file).entries, 0);
     p.out
 }
@@ -22,10 +19,7 @@ pub fn format(file: &File) -> String {
 /// Formats without comments or blank lines: the text whose hash identifies a spec's meaning,
 /// so that editing a comment or re-indenting never makes a lockfile stale.
 pub fn format_without_comments(file: &File) -> String {
-    let mut p = Printer {
-        out: String::new(),
-        comments: false,
-    };
+    let mut p = Printer { out: String::new(), comments: false };
     p.entries(&normalized(file).entries, 0);
     p.out
 }
@@ -84,9 +78,7 @@ impl Printer {
                         self.out.push(' ');
                         self.out.push_str(&label.name);
                     }
-                    if b.entries
-                        .iter()
-                        .all(|e| !self.comments && matches!(e, Entry::Comment(_)))
+                    if b.entries.iter().all(|e| !self.comments && matches!(e, Entry::Comment(_)))
                         || b.entries.is_empty()
                     {
                         self.out.push_str(" {}");
@@ -184,10 +176,7 @@ pub(crate) fn inline(v: &Value) -> String {
             if pairs.is_empty() {
                 return "{}".to_string();
             }
-            let parts: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| format!("{} = {}", k.name, inline(v)))
-                .collect();
+            let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{} = {}", k.name, inline(v))).collect();
             format!("{{ {} }}", parts.join(", "))
         }
         ValueKind::Env { name, default } => match default {
@@ -222,7 +211,7 @@ fn int(i: i64) -> String {
     }
     let mut grouped = String::new();
     for (n, c) in digits.chars().enumerate() {
-        if n > 0 && (digits.len() - n) % 3 == 0 {
+        if n > 0 && (digits.len() - n).is_multiple_of(3) {
             grouped.push('_');
         }
         grouped.push(c);

@@ -1,0 +1,8 @@
+//! End-to-end tests. One binary, one module per topic.
+
+/// The real `sdc` binary on the fixture project: check, fmt, lock, plan, build modes.
+mod cli;
+/// Every diagnostic the checker can give, rendered as a user sees it.
+mod diagnostics;
+/// Shared helpers: a scratch copy of the fixture project, running the binary.
+mod support;
