@@ -6,3 +6,5 @@ mod cli;
 mod diagnostics;
 /// Shared helpers: a scratch copy of the fixture project, running the binary.
 mod support;
+/// Architecture invariants as tests.
+mod tidy;
