@@ -188,7 +188,7 @@ impl Cx {
         let chunking = self.chunking(singles.get("chunking").copied());
         let images = self.images(singles.get("images").copied());
         let allocation = match singles.get("allocation") {
-            Some(b) => self.allocation(b),
+            Some(b) => self.allocation(b, &categories),
             None => {
                 self.error(
                     Diagnostic::error(Code::MissingBlock, anchor, "the spec has no `allocation` block")
@@ -628,11 +628,13 @@ impl Cx {
         }
     }
 
-    fn allocation(&mut self, b: &Block) -> Option<Allocation> {
+    fn allocation(&mut self, b: &Block, categories: &[Category]) -> Option<Allocation> {
         let f = Fields::with_blocks(self, b, schema::ALLOCATION_KEYS, &["type"]);
         let over = f.get("over_allocation").map_or(Some(1.0), |v| self.float(v, "over_allocation", 1.0, 10.0));
         let diversity = f.get("diversity_weight").map_or(Some(0.4), |v| self.float(v, "diversity_weight", 0.0, 1.0));
         let balance = f.get("balance_categories").map_or(Some(false), |v| self.boolean(v, "balance_categories"));
+        let category_weights =
+            f.get("category_weights").map_or(Some(Vec::new()), |v| self.category_weights(v, categories));
         let names: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
         let mut types: Vec<(TypeAllocation, Span)> = Vec::new();
         for inner in b.blocks() {
@@ -699,8 +701,44 @@ impl Cx {
             over_allocation: over?,
             diversity_weight: diversity?,
             balance_categories: balance?,
+            category_weights: category_weights?,
             types: types.into_iter().map(|(t, _)| t).collect(),
         })
+    }
+
+    /// `{ name = weight, … }` over defined categories; weights are relative, 1.0 by default.
+    fn category_weights(&mut self, v: &Value, categories: &[Category]) -> Option<Vec<(String, f64)>> {
+        let ValueKind::Map(pairs) = &v.kind else {
+            self.wrong_type(v, "category_weights", "a map", "write `category_weights = { circuits = 2.0 }`");
+            return None;
+        };
+        let names: Vec<&str> = categories.iter().map(|c| c.name.as_str()).collect();
+        let mut out: Vec<(String, f64)> = Vec::new();
+        let mut ok = true;
+        for (key, value) in pairs {
+            if !names.contains(&key.name.as_str()) {
+                let hint = match did_you_mean(&key.name, names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!(
+                        "defined categories: {}",
+                        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                self.error(
+                    Diagnostic::error(Code::UnknownReference, key.span, format!("no category named `{}`", key.name))
+                        .with_label("undefined category")
+                        .with_hint(hint),
+                );
+                ok = false;
+                continue;
+            }
+            match self.float(value, &key.name, 0.0, 1000.0) {
+                Some(w) => out.push((key.name.clone(), w)),
+                None => ok = false,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        ok.then_some(out)
     }
 
     fn verify(&mut self, b: &Block) -> Option<Verify> {

@@ -116,6 +116,7 @@ pub struct PlanAllocation {
     pub over_allocation: f64,
     pub diversity_weight: f64,
     pub balance_categories: bool,
+    pub category_weights: Vec<(String, f64)>,
     pub seed: u64,
     pub types: Vec<TypeTargets>,
 }
@@ -283,6 +284,7 @@ impl Plan {
                 over_allocation: spec.allocation.over_allocation,
                 diversity_weight: spec.allocation.diversity_weight,
                 balance_categories: spec.allocation.balance_categories,
+                category_weights: spec.allocation.category_weights.clone(),
                 seed: seed("allocation"),
                 types: targets(spec),
             },
@@ -356,6 +358,8 @@ pub struct Estimate {
     /// Targets capped by the candidates the corpus can supply; calls are estimated from these.
     pub feasible: Vec<Feasible>,
     pub calls: Vec<CallEstimate>,
+    /// The same calls summed per model alias, in alias order.
+    pub per_model: Vec<ModelEstimate>,
     pub total_calls: u64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
@@ -372,6 +376,16 @@ pub struct SourceEstimate {
     pub markdown: u64,
     pub pdf: u64,
     pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelEstimate {
+    pub model: String,
+    pub resolved: String,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -470,7 +484,28 @@ pub fn estimate(plan: &Plan, census: &[Census]) -> Estimate {
             cost,
         });
     }
+    let mut per_model: Vec<ModelEstimate> = Vec::new();
+    for c in &calls {
+        match per_model.iter_mut().find(|m| m.model == c.model) {
+            Some(m) => {
+                m.calls += c.calls;
+                m.input_tokens += c.input_tokens;
+                m.output_tokens += c.output_tokens;
+                m.cost += c.cost;
+            }
+            None => per_model.push(ModelEstimate {
+                model: c.model.clone(),
+                resolved: c.resolved.clone(),
+                calls: c.calls,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cost: c.cost,
+            }),
+        }
+    }
+    per_model.sort_by(|a, b| a.model.cmp(&b.model));
     Estimate {
+        per_model,
         dataset: format!("{}@{}", plan.dataset.name, plan.dataset.version),
         stages: plan.stages.iter().map(|s| s.kind.as_str().to_string()).collect(),
         sources,

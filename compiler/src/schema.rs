@@ -61,7 +61,7 @@ pub const CHUNKING_KEYS: &[&str] =
     &["max_chars", "min_chars", "overlap", "max_code_blocks", "max_images", "neighbour_chars", "prior_code_chars"];
 pub const IMAGES_KEYS: &[&str] = &["max_side", "max_pixels", "max_bytes"];
 pub const STAGE_KEYS: &[&str] = &["model", "prompt", "prompts", "on_failure", "temperature", "max_tokens"];
-pub const ALLOCATION_KEYS: &[&str] = &["over_allocation", "diversity_weight", "balance_categories"];
+pub const ALLOCATION_KEYS: &[&str] = &["over_allocation", "diversity_weight", "balance_categories", "category_weights"];
 pub const ALLOCATION_TYPE_KEYS: &[&str] = &["ratio", "multimodal"];
 pub const VERIFY_KEYS: &[&str] = &["python", "requirements", "timeout", "max_attempts", "concurrency", "memory_mb"];
 pub const DEDUP_KEYS: &[&str] = &["threshold"];

@@ -317,6 +317,8 @@ pub struct Allocation {
     pub over_allocation: f64,
     pub diversity_weight: f64,
     pub balance_categories: bool,
+    /// Relative weights for category balancing, sorted by name; unlisted categories weigh 1.
+    pub category_weights: Vec<(String, f64)>,
     /// Always the three task types, in [`TaskType::ALL`] order.
     pub types: Vec<TypeAllocation>,
 }

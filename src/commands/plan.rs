@@ -119,6 +119,19 @@ fn render(e: &Estimate, lock_state: &str, lock_path: &str) -> String {
         e.total_output_tokens,
         format!("{:.2}", e.total_cost)
     );
+    let _ = writeln!(
+        o,
+        "\n{:<18}{:<36}{:>8}{:>13}{:>13}{:>11}",
+        "model", "resolved", "calls", "input tok", "output tok", "cost"
+    );
+    for m in &e.per_model {
+        let cost = format!("{:.2}", m.cost);
+        let _ = writeln!(
+            o,
+            "{:<18}{:<36}{:>8}{:>13}{:>13}{:>11}",
+            m.model, m.resolved, m.calls, m.input_tokens, m.output_tokens, cost
+        );
+    }
     let _ = write!(o, "\nfeasible = multimodal + text tasks the corpus can supply\nestimates: {}", e.method);
     o
 }

@@ -79,6 +79,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("requirements_missing", "requirements = \"../requirements.txt\"", "requirements = \"../requirements-dev.txt\""),
     ("symbol_quoted", "provider = builtin", "provider = \"builtin\""),
     ("unknown_provider", "provider = builtin", "provider = anthropic"),
+    (
+        "undefined_category",
+        "  diversity_weight = 0.4\n",
+        "  diversity_weight = 0.4\n  category_weights = { circuit = 2.0 }\n",
+    ),
     ("env_in_plain_string", "license = \"apache-2.0\"", "license = env(\"LICENSE\")"),
 ];
 
