@@ -404,7 +404,11 @@ fn s(text: &str) -> String {
 }
 
 fn key(k: &str) -> String {
-    if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { k.to_string() } else { s(k) }
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        s(k)
+    }
 }
 
 fn float(f: f64) -> String {

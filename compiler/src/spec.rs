@@ -319,7 +319,7 @@ pub struct Allocation {
     pub balance_categories: bool,
     /// Relative weights for category balancing, sorted by name; unlisted categories weigh 1.
     pub category_weights: Vec<(String, f64)>,
-    /// Always the three task types, in [`TaskType::ALL`] order.
+    /// The task types the spec allocates, in [`TaskType::ALL`] order; absent types get nothing.
     pub types: Vec<TypeAllocation>,
 }
 

@@ -33,6 +33,8 @@ type PResult<'a, T> = IResult<Input<'a>, T, PErr>;
 /// Parses a whole spec. On error, the single most precise syntax diagnostic is returned:
 /// after a syntax error the rest of the file cannot be trusted, so we do not guess further.
 pub fn parse(text: &str) -> Result<File, Diagnostic> {
+    // The parser is recursive; refuse absurd nesting up front instead of overflowing the stack.
+    check_depth(text)?;
     let input = Input::new(text);
     match file(input) {
         Ok((_, file)) => Ok(file),
@@ -41,6 +43,49 @@ pub fn parse(text: &str) -> Result<File, Diagnostic> {
             Err(Diagnostic::error(Code::Syntax, Span::new(text.len(), text.len()), "unexpected end of file"))
         }
     }
+}
+
+/// Deeper nesting than this (blocks, lists and maps together) is refused; real specs use 3.
+pub const MAX_DEPTH: usize = 32;
+
+/// Finds the first bracket that opens level [`MAX_DEPTH`] + 1, skipping strings and comments.
+fn check_depth(text: &str) -> Result<(), Diagnostic> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut in_comment = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if in_comment {
+            in_comment = c != '\n';
+        } else if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' | '\n' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                '#' => in_comment = true,
+                '"' => in_string = true,
+                '{' | '[' | '(' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(Diagnostic::error(
+                            Code::Syntax,
+                            Span::new(i, i + 1),
+                            format!("nesting deeper than {MAX_DEPTH} levels"),
+                        )
+                        .with_label("too deep")
+                        .with_hint("flatten the spec; blocks, lists and maps rarely need more than three levels"));
+                    }
+                }
+                '}' | ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The parser's error: where, and what was expected there.
@@ -279,7 +324,9 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
             || rest.fragment().starts_with('\n')
             || rest.fragment().starts_with("\r\n")
             || rest.fragment().starts_with('#')
-            || rest.fragment().starts_with('}'))
+            || rest.fragment().starts_with('}')
+            // Another field may follow on the same line: `type qa { ratio = 30% multimodal = 70% }`.
+            || rest.fragment().starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
         {
             return PErr::at(
                 rest,
@@ -292,7 +339,7 @@ fn entry(input: Input<'_>, blank_before: bool) -> PResult<'_, Entry> {
                 ),
             )
             .label("unexpected here")
-            .hint("put each field on its own line; lists are written `[a, b]`")
+            .hint("separate fields with a line break or a space; lists are written `[a, b]`")
             .fail();
         }
         let field = Field { key, value, trailing: None, blank_before, span: Span::new(start, end) };
@@ -426,10 +473,16 @@ fn number(input: Input<'_>) -> PResult<'_, ValueKind> {
             .label("too large")
             .hint("integers must fit in 64 bits")
     };
+    // Too many digits parse to an infinite f64, which no literal can express: `fmt` would
+    // print `inf`. Reject such literals like integers that do not fit.
+    let finite = || match raw.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(f),
+        _ => Err(nom::Err::Failure(bad_number().hint("numbers must fit in a 64-bit float (up to about 1.8e308)"))),
+    };
     let kind = match unit_text {
-        "" if is_float => ValueKind::Float(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
+        "" if is_float => ValueKind::Float(finite()?),
         "" => ValueKind::Int(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
-        "%" => ValueKind::Percent(raw.parse().map_err(|_| nom::Err::Failure(bad_number()))?),
+        "%" => ValueKind::Percent(finite()?),
         "ms" | "s" | "m" | "h" => {
             if is_float || raw.starts_with('-') {
                 return PErr::at(
