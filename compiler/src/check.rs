@@ -526,7 +526,7 @@ impl Cx {
                 _ => FailurePolicy::Fail,
             })
         });
-        let prompts = self.stage_prompts(b, &f, kind, allocation);
+        let prompts = self.stage_prompts(&f, kind, allocation);
         let temperature = f.get("temperature").and_then(|v| self.float(v, "temperature", 0.0, 2.0));
         let max_tokens = f.get("max_tokens").and_then(|v| self.uint(v, "max_tokens", 1, 10_000_000));
         Some(Stage {
@@ -542,7 +542,6 @@ impl Cx {
 
     fn stage_prompts(
         &mut self,
-        b: &Block,
         f: &Fields<'_>,
         kind: StageKind,
         allocation: Option<&Allocation>,
@@ -621,7 +620,6 @@ impl Cx {
                 );
                 return None;
             }
-            let _ = b;
             let v = f.required(self, "prompt", &format!("\"{}.j2\"", kind.as_str()))?;
             let text = self.string(v, "prompt")?;
             Some(vec![PromptUse { task: None, template: PathRef { text, span: v.span } }])

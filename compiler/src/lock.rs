@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::diagnostic::Diagnostic;
 use crate::hash::{HASH_SCHEME, derive_seed, digest_json, sha256_hex};
 use crate::sources;
-use crate::spec::{Provider, Spec, StageKind};
+use crate::spec::{Provider, Spec};
 use crate::templates;
 
 /// Bumped when the lockfile layout changes incompatibly.
@@ -569,9 +569,4 @@ pub fn apply_update(spec: &Spec, old: &Lockfile, fresh: &Lockfile, target: &Upda
     }
     out.plan.digest = plan_digest(spec, &out);
     Ok(out)
-}
-
-/// The stages of a spec that call a model, for callers that only need the names.
-pub fn model_stages(spec: &Spec) -> Vec<StageKind> {
-    spec.stages.iter().map(|s| s.kind).collect()
 }
