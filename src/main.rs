@@ -83,6 +83,28 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Show what ingest makes of a spec's sources: documents, images, chunks, and what it skipped.
+    #[command(
+        after_help = "Examples:\n  sdc inspect specs/quantum.sds --stage documents\n  sdc inspect specs/quantum.sds --stage images --count 50\n  sdc inspect specs/quantum.sds --stage chunks --id 3f2a\n  sdc inspect specs/quantum.sds --stage chunks --format json"
+    )]
+    Inspect {
+        /// The spec whose sources to ingest.
+        spec: PathBuf,
+        /// What to show.
+        #[arg(long, value_enum)]
+        stage: commands::inspect::Stage,
+        /// How many items to show.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Show the item(s) whose id starts with this, in full.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Worker threads for parsing (0 = one per core); the result never depends on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Build the dataset described by a spec.
     #[command(
         after_help = "Examples:\n  sdc build specs/quantum.sds\n  sdc build specs/quantum.sds --locked   # CI: the lock must be up to date\n  sdc build specs/quantum.sds --frozen   # use the lock as is, resolve nothing"
@@ -120,6 +142,11 @@ fn main() -> ExitCode {
         Command::Fmt { specs, check } => commands::fmt::run(&out, &specs, check),
         Command::Lock { spec, update, locked } => commands::lock::run(&out, &spec, &update, locked),
         Command::Plan { spec, format } => commands::plan::run(&out, &spec, format == Format::Json),
+        Command::Inspect { spec, stage, count, id, format, threads } => commands::inspect::run(
+            &out,
+            &spec,
+            &commands::inspect::Options { stage, count, id, json: format == Format::Json, threads },
+        ),
         Command::Build { spec, lock } => {
             commands::build::run(&out, &spec, commands::lock::Mode::from_flags(lock.locked, lock.frozen))
         }

@@ -31,6 +31,10 @@ impl Output {
         }
     }
 
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
+    }
+
     /// The command's result, on stdout.
     pub fn data(&self, text: impl AsRef<str>) {
         println!("{}", text.as_ref());

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod fmt;
+pub mod inspect;
 pub mod lock;
 pub mod plan;
 

@@ -234,3 +234,32 @@ fn the_flagship_spec_checks_and_its_lock_is_current() {
         .expect("run");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+#[test]
+fn inspect_shows_documents_chunks_and_what_was_not_used() {
+    let p = Project::new();
+    p.edit("docs/pages/gates.mdx", "The Hadamard gate", "![A missing figure](images/missing.png)\n\nThe Hadamard gate");
+    p.write("docs/nb/broken.ipynb", "{ \"cells\": [");
+    let docs = p.sdc(&["inspect", SPEC, "--stage", "documents"]);
+    assert_eq!(docs.code, 0, "{}", docs.transcript());
+    assert!(docs.stdout.contains("notebook docs/nb/bell.ipynb  “Bell states”"), "{}", docs.stdout);
+    assert!(docs.stdout.contains("mdx      docs/pages/gates.mdx  “Gates”"), "{}", docs.stdout);
+    assert!(docs.stdout.contains("skipped     docs/nb/broken.ipynb: invalid JSON at line 1"), "{}", docs.stdout);
+    assert!(
+        docs.stdout.contains(
+            "unresolved  docs/pages/gates.mdx (line 7): `images/missing.png`: file not found: pages/images/missing.png"
+        ),
+        "{}",
+        docs.stdout
+    );
+    let json = p.sdc(&["inspect", SPEC, "--stage", "chunks", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(v["totals"]["documents"], 2);
+    assert_eq!(v["totals"]["skipped"], 1);
+    let first = &v["items"][0];
+    let id = first["id"].as_str().expect("id");
+    let one = p.sdc(&["inspect", SPEC, "--stage", "chunks", "--id", &id[..8]]);
+    assert_eq!(one.code, 0);
+    assert!(one.stdout.contains(&format!("── chunk {}", &id[..12])), "{}", one.stdout);
+    assert_eq!(p.sdc(&["inspect", SPEC, "--stage", "chunks", "--id", "zzzz"]).code, 1);
+}

@@ -4,6 +4,8 @@
 mod cli;
 /// Every diagnostic the checker can give, rendered as a user sees it.
 mod diagnostics;
+/// Ingest of the project's own corpus and the shared Qiskit docs.
+mod ingest;
 /// Shared helpers: a scratch copy of the fixture project, running the binary.
 mod support;
 /// Architecture invariants as tests.

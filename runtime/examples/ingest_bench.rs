@@ -1,0 +1,112 @@
+//! Ingest throughput benchmark: `cargo run --release -p sdc-runtime --example ingest_bench -- [DIR]`.
+//!
+//! Walks DIR (default: ../shared/corpus/qiskit-docs) for .ipynb, .mdx and .pdf files and prints:
+//! - parse+chunk MB/s on one thread (documents only; images are referenced, not decoded);
+//! - full ingest (parse, resolve and normalise every image, chunk) on one thread and on all cores;
+//! - peak resident memory of the process.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sdc_compiler::plan::{PlanChunking, PlanImages};
+use sdc_compiler::sources::DocKind;
+use sdc_runtime::ingest::chunk::{self, Piece};
+use sdc_runtime::ingest::document::{Block, ParseLimits};
+use sdc_runtime::ingest::{self, SourceInput, mdx, notebook, pdf};
+
+fn main() {
+    let dir = std::env::args().nth(1).map_or_else(|| PathBuf::from("../shared/corpus/qiskit-docs"), PathBuf::from);
+    let mut files = Vec::new();
+    walk(&dir, &dir, &mut files);
+    files.sort();
+    let bytes: u64 = files.iter().map(|(_, _, n)| *n).sum();
+    let mb = bytes as f64 / 1e6;
+    println!("corpus: {} ({} documents, {mb:.1} MB)", dir.display(), files.len());
+
+    let chunking = PlanChunking {
+        max_chars: 2912,
+        min_chars: 800,
+        overlap_chars: 0,
+        max_code_blocks: 3,
+        max_images: 3,
+        neighbour_chars: 800,
+        prior_code_chars: 2000,
+    };
+    let images = PlanImages { max_side: 1024, max_pixels: 30_000_000, max_bytes: 20_000_000 };
+
+    // Parse + chunk only, one thread, best of 3.
+    let mut best = f64::MAX;
+    let mut chunks = 0;
+    for _ in 0..3 {
+        let start = Instant::now();
+        chunks = 0;
+        for (rel, kind, _) in &files {
+            let data = std::fs::read(dir.join(rel)).unwrap_or_default();
+            let limits = ParseLimits::default();
+            let parsed = match kind {
+                DocKind::Notebook => notebook::parse(&data, &limits),
+                DocKind::Pdf => pdf::parse(&data, &limits),
+                _ => mdx::parse(&data, &limits),
+            };
+            let Ok(parsed) = parsed else { continue };
+            let pieces: Vec<Piece> = parsed
+                .blocks
+                .into_iter()
+                .filter_map(|b| match b {
+                    Block::Heading { level, text, .. } => Some(Piece::Heading { level, text }),
+                    Block::Text { text, .. } => Some(Piece::Text(text)),
+                    Block::Code { language, code, .. } => Some(Piece::Code { language, code }),
+                    Block::Output { text, .. } => Some(Piece::Output(text)),
+                    Block::Image(i) => Some(Piece::Image { id: "0".repeat(64), produced: i.generating_code.is_some() }),
+                    Block::Page { .. } => None,
+                })
+                .collect();
+            chunks += chunk::chunk("bench", &pieces, &chunking).len();
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!("parse+chunk, 1 thread:    {:>7.1} MB/s  ({best:.3} s, {chunks} chunks)", mb / best);
+
+    let source = SourceInput {
+        name: "bench".into(),
+        root: dir.clone(),
+        public_root: Some(dir.join("documentation/public")),
+        files: files.iter().map(|(p, k, _)| (p.clone(), *k)).collect(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for threads in [1, cores] {
+        let start = Instant::now();
+        let r = ingest::ingest(std::slice::from_ref(&source), &chunking, &images, threads);
+        let t = start.elapsed().as_secs_f64();
+        println!(
+            "full ingest, {threads} thread(s): {:>7.1} MB/s  ({t:.3} s; {} documents, {} images, {} chunks, {} skipped, {} unresolved)",
+            mb / t,
+            r.documents.len(),
+            r.images.len(),
+            r.chunks.len(),
+            r.skipped.len(),
+            r.unresolved.len()
+        );
+    }
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0);
+    println!("peak RSS: {:.1} MB", peak as f64 / 1024.0);
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, DocKind, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else if let Some(kind) = p.to_str().and_then(DocKind::from_path).filter(|k| *k != DocKind::Markdown) {
+            let rel = p.strip_prefix(root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push((rel, kind, e.metadata().map_or(0, |m| m.len())));
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Prints the blocks a parser makes of one file: `cargo run -p sdc-runtime --example parse_dump -- FILE`.
+
+use sdc_runtime::ingest::document::ParseLimits;
+use sdc_runtime::ingest::{mdx, notebook, pdf};
+
+fn main() {
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: parse_dump FILE");
+        std::process::exit(2);
+    };
+    let data = std::fs::read(&path).unwrap_or_default();
+    let limits = ParseLimits::default();
+    let parsed = if path.ends_with(".ipynb") {
+        notebook::parse(&data, &limits)
+    } else if path.ends_with(".pdf") {
+        pdf::parse(&data, &limits)
+    } else if path.ends_with(".md") {
+        mdx::parse_markdown(&data, &limits)
+    } else {
+        mdx::parse(&data, &limits)
+    };
+    match parsed {
+        Ok(p) => {
+            println!("title: {:?}\nmetadata: {:?}", p.title, p.metadata);
+            for b in &p.blocks {
+                println!("{b:?}");
+            }
+            for w in &p.warnings {
+                println!("warning at {}: {}", w.at, w.message);
+            }
+        }
+        Err(e) => println!("skipped: {e}"),
+    }
+}

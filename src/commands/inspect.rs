@@ -1,0 +1,194 @@
+//! `sdc inspect SPEC --stage …`: what ingest makes of a spec's sources, and what it could not use.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use sdc_compiler::plan::Plan;
+use sdc_runtime::ingest::{self, Ingested, SourceInput};
+use sdc_runtime::provider::ResolveOptions;
+use serde_json::json;
+
+use super::Failed;
+use super::lock::fresh_lock;
+use crate::output::Output;
+use crate::project;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Documents,
+    Images,
+    Chunks,
+}
+
+pub struct Options {
+    pub stage: Stage,
+    pub count: usize,
+    pub id: Option<String>,
+    pub json: bool,
+    pub threads: usize,
+}
+
+pub fn run(out: &Output, path: &Path, o: &Options) -> Result<(), Failed> {
+    let loaded = project::load(out, path)?;
+    let previous = std::fs::read_to_string(loaded.lock_path()).ok().and_then(|t| sdc_compiler::lock::parse(&t).ok());
+    let lock = fresh_lock(
+        out,
+        &loaded,
+        previous.as_ref(),
+        &ResolveOptions { offline: true, unpinned_ok: true, ..Default::default() },
+    )?;
+    let plan = Plan::new(&loaded.spec, &lock);
+    let sources = SourceInput::from_plan(&plan, &loaded.spec.dir);
+    let result = ingest::ingest(&sources, &plan.chunking, &plan.images, o.threads);
+    if o.json {
+        out.data(serde_json::to_string_pretty(&as_json(&result, o)).unwrap_or_default());
+    } else {
+        out.data(render(&result, o, out.is_verbose()));
+    }
+    if let Some(id) = &o.id
+        && selected_ids(&result, o.stage).iter().all(|x| !x.starts_with(id.as_str()))
+    {
+        out.error(format!("no {} has an id starting with `{id}`", stage_name(o.stage)));
+        return Err(Failed);
+    }
+    Ok(())
+}
+
+fn stage_name(s: Stage) -> &'static str {
+    match s {
+        Stage::Documents => "document",
+        Stage::Images => "image",
+        Stage::Chunks => "chunk",
+    }
+}
+
+fn selected_ids(r: &Ingested, stage: Stage) -> Vec<&str> {
+    match stage {
+        Stage::Documents => r.documents.iter().map(|d| d.id.as_str()).collect(),
+        Stage::Images => r.images.iter().map(|i| i.id.as_str()).collect(),
+        Stage::Chunks => r.chunks.iter().map(|c| c.id.as_str()).collect(),
+    }
+}
+
+fn keep(id: &str, o: &Options) -> bool {
+    o.id.as_ref().is_none_or(|p| id.starts_with(p.as_str()))
+}
+
+fn as_json(r: &Ingested, o: &Options) -> serde_json::Value {
+    let items = match o.stage {
+        Stage::Documents => json!(r.documents.iter().filter(|d| keep(&d.id, o)).take(o.count).collect::<Vec<_>>()),
+        Stage::Images => json!(r.images.iter().filter(|d| keep(&d.id, o)).take(o.count).collect::<Vec<_>>()),
+        Stage::Chunks => json!(r.chunks.iter().filter(|d| keep(&d.id, o)).take(o.count).collect::<Vec<_>>()),
+    };
+    json!({
+        "totals": { "documents": r.documents.len(), "images": r.images.len(), "chunks": r.chunks.len(),
+                    "skipped": r.skipped.len(), "unresolved": r.unresolved.len() },
+        "items": items,
+        "skipped": r.skipped,
+        "unresolved": r.unresolved,
+    })
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn render(r: &Ingested, o: &Options, verbose: bool) -> String {
+    let mut s = String::new();
+    let detail = o.id.is_some();
+    match o.stage {
+        Stage::Documents => {
+            for d in r.documents.iter().filter(|d| keep(&d.id, o)).take(o.count) {
+                let title = d.title.as_deref().unwrap_or("(untitled)");
+                let _ = writeln!(
+                    s,
+                    "{}  {:<8} {}/{}  “{title}”  {} images, {} chunks, {} warnings",
+                    short(&d.id),
+                    d.kind.as_str(),
+                    d.source,
+                    d.path,
+                    d.images.len(),
+                    d.chunks,
+                    d.warnings.len()
+                );
+                if detail {
+                    for (k, v) in &d.metadata {
+                        let _ = writeln!(s, "    {k}: {v}");
+                    }
+                    for w in &d.warnings {
+                        let _ = writeln!(s, "    warning at {}: {}", w.at, w.message);
+                    }
+                }
+            }
+        }
+        Stage::Images => {
+            for i in r.images.iter().filter(|i| keep(&i.id, o)).take(o.count) {
+                let first = i.uses.first().map(|u| format!("{}/{} ({})", u.source, u.path, u.at)).unwrap_or_default();
+                let more = if i.uses.len() > 1 { format!(", +{} more", i.uses.len() - 1) } else { String::new() };
+                let _ = writeln!(s, "{}  {}×{} {:<5} used in {first}{more}", short(&i.id), i.width, i.height, i.format);
+                if detail {
+                    for u in &i.uses {
+                        let _ =
+                            writeln!(s, "    {}/{} at {}: `{}` alt “{}”", u.source, u.path, u.at, u.reference, u.alt);
+                        if let Some(code) = &u.generating_code {
+                            let _ = writeln!(s, "      generated by:\n{}", indent(code, 8));
+                        }
+                        if !u.context.is_empty() {
+                            let _ = writeln!(s, "      context:\n{}", indent(&u.context, 8));
+                        }
+                    }
+                }
+            }
+        }
+        Stage::Chunks => {
+            for c in r.chunks.iter().filter(|c| keep(&c.id, o)).take(o.count) {
+                let doc =
+                    r.documents.iter().find(|d| d.id == c.document_id).map(|d| format!("{}/{}", d.source, d.path));
+                let _ = writeln!(
+                    s,
+                    "── chunk {} ({} #{}; {} chars, {} code blocks, {} images)",
+                    short(&c.id),
+                    doc.unwrap_or_default(),
+                    c.ordinal,
+                    c.text.chars().count(),
+                    c.code_blocks.len(),
+                    c.images.len()
+                );
+                let _ = writeln!(s, "{}", indent(&c.text, 2));
+                if detail && !c.prior_code.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "  ── earlier code ({} chars)\n{}",
+                        c.prior_code.chars().count(),
+                        indent(&c.prior_code, 2)
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{} documents, {} images, {} chunks; {} skipped files, {} unresolved image references",
+        r.documents.len(),
+        r.images.len(),
+        r.chunks.len(),
+        r.skipped.len(),
+        r.unresolved.len()
+    );
+    let limit = if verbose { usize::MAX } else { 20 };
+    for k in r.skipped.iter().take(limit) {
+        let _ = writeln!(s, "skipped     {}/{}: {}", k.source, k.path, k.reason);
+    }
+    for u in r.unresolved.iter().take(limit) {
+        let _ = writeln!(s, "unresolved  {}/{} ({}): `{}`: {}", u.source, u.path, u.at, u.reference, u.reason);
+    }
+    if !verbose && (r.skipped.len() > limit || r.unresolved.len() > limit) {
+        let _ = writeln!(s, "… more with --verbose or --format json");
+    }
+    s.trim_end().to_string()
+}
+
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+}
