@@ -34,13 +34,17 @@ fn main() {
     };
     let images = PlanImages { max_side: 1024, max_pixels: 30_000_000, max_bytes: 20_000_000 };
 
+    // `BENCH_ONLY=full` skips the parse-only rounds, to see the full ingest's own memory peak.
+    let only_full = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "full");
     // Parse + chunk only, one thread, best of 3.
     let mut best = f64::MAX;
     let mut chunks = 0;
-    for _ in 0..3 {
+    let mut per_kind: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
+    for round in 0..if only_full { 0 } else { 3 } {
         let start = Instant::now();
         chunks = 0;
-        for (rel, kind, _) in &files {
+        for (rel, kind, size) in &files {
+            let file_start = Instant::now();
             let data = std::fs::read(dir.join(rel)).unwrap_or_default();
             let limits = ParseLimits::default();
             let parsed = match kind {
@@ -62,10 +66,22 @@ fn main() {
                 })
                 .collect();
             chunks += chunk::chunk("bench", &pieces, &chunking).len();
+            if round == 0 {
+                let e = per_kind.entry(kind.as_str()).or_default();
+                e.0 += size;
+                e.1 += file_start.elapsed().as_secs_f64();
+            }
         }
         best = best.min(start.elapsed().as_secs_f64());
     }
     println!("parse+chunk, 1 thread:    {:>7.1} MB/s  ({best:.3} s, {chunks} chunks)", mb / best);
+    for (kind, (bytes, secs)) in &per_kind {
+        println!(
+            "  {kind:<9} {:>7.1} MB/s  ({:.1} MB in {secs:.3} s)",
+            *bytes as f64 / 1e6 / secs,
+            *bytes as f64 / 1e6
+        );
+    }
 
     let source = SourceInput {
         name: "bench".into(),
@@ -87,6 +103,8 @@ fn main() {
             r.skipped.len(),
             r.unresolved.len()
         );
+        let png: usize = r.images.iter().map(|i| i.png_bytes).sum();
+        println!("  normalised images: {:.1} MB of PNG", png as f64 / 1e6);
     }
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()

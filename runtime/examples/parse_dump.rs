@@ -10,6 +10,10 @@ fn main() {
     };
     let data = std::fs::read(&path).unwrap_or_default();
     let limits = ParseLimits::default();
+    // `PARSE_REPEAT=N` parses N times first, for profiling.
+    for _ in 0..std::env::var("PARSE_REPEAT").ok().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) {
+        let _ = pdf::parse(&data, &limits);
+    }
     let parsed = if path.ends_with(".ipynb") {
         notebook::parse(&data, &limits)
     } else if path.ends_with(".pdf") {

@@ -71,20 +71,20 @@ fn per_kind(r: &Ingested) -> BTreeMap<&'static str, usize> {
     m
 }
 
-#[test]
-fn results_do_not_depend_on_the_thread_count() {
-    for source in [own(), shared()] {
-        let one = serde_json::to_string(&run(&source, 1)).expect("json");
-        let four = serde_json::to_string(&run(&source, 4)).expect("json");
-        assert!(one == four, "ingest of {} differs between 1 and 4 threads", source.root.display());
-    }
+/// The same result, to the byte, with one thread and with four.
+fn assert_thread_independent(source: &SourceInput, one: &Ingested) {
+    let four = serde_json::to_string(&run(source, 4)).expect("json");
+    let one = serde_json::to_string(one).expect("json");
+    assert!(one == four, "ingest of {} differs between 1 and 4 threads", source.root.display());
 }
 
 #[test]
 fn own_corpus() {
-    let r = run(&own(), 0);
+    let r = run(&own(), 1);
+    assert_thread_independent(&own(), &r);
     assert!(r.skipped.is_empty(), "{:?}", r.skipped);
     assert_eq!(per_kind(&r), BTreeMap::from([("mdx", 5), ("notebook", 6), ("pdf", 1)]));
+    assert_eq!((r.images.len(), r.chunks.len(), r.unresolved.len()), (25, 41, 1));
     // The one deliberately missing image is reported with its document and position.
     let missing: Vec<_> = r.unresolved.iter().filter(|u| u.reference.contains("readout-calibration-heatmap")).collect();
     assert_eq!(missing.len(), 1, "{:#?}", r.unresolved);
@@ -103,16 +103,18 @@ fn own_corpus() {
     assert!(r.images.iter().any(|i| i.uses.iter().any(|u| u.path.ends_with(".pdf"))));
     // Every image id is the sha256 of its stored PNG.
     for img in &r.images {
-        assert_eq!(sdc_compiler::hash::sha256_hex(&img.png), img.id);
+        assert_eq!(sdc_compiler::hash::sha256_hex(img.png()), img.id);
     }
 }
 
 #[test]
 fn shared_corpus_counts_and_manifest_images() {
     let root = shared_root();
-    let r = run(&shared(), 0);
+    let r = run(&shared(), 1);
+    assert_thread_independent(&shared(), &r);
     assert!(r.skipped.is_empty(), "{:#?}", r.skipped);
     assert_eq!(per_kind(&r), BTreeMap::from([("mdx", 64), ("notebook", 49), ("pdf", 3)]));
+    assert_eq!((r.images.len(), r.chunks.len(), r.unresolved.len()), (396, 918, 0));
     let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).expect("manifest");
     let mut checked = 0;
     for row in manifest.lines().skip(1) {

@@ -4,7 +4,8 @@
 //! 1. decode to pixels (PNG, JPEG, GIF first frame, WebP; SVG rasterised with resvg, no system
 //!    fonts, so the result does not depend on the machine);
 //! 2. composite any alpha onto white and drop it (RGB, 8 bits per channel);
-//! 3. if the longest side exceeds the spec's `images.max_side`, resize with Lanczos3 so it fits;
+//! 3. if the longest side exceeds the spec's `images.max_side`, shrink it to fit by area averaging
+//!    (integer arithmetic, the same on every machine);
 //! 4. encode as PNG with fixed settings (default compression, adaptive filtering, no metadata).
 //!
 //! Limits are checked before decoding: file size (`max_bytes`) and declared pixel count
@@ -46,7 +47,6 @@ pub fn normalize(data: &[u8], mime: Option<&str>, limits: &PlanImages) -> Result
     }
     let (rgb, format) =
         if is_svg(data, mime) { (rasterize_svg(data, limits)?, "svg".to_string()) } else { decode(data, limits)? };
-    let rgb = fit(rgb, limits.max_side);
     let png = encode_png(&rgb)?;
     Ok(Normalized { id: hex::encode(Sha256::digest(&png)), width: rgb.width(), height: rgb.height(), png, format })
 }
@@ -83,6 +83,18 @@ fn decode(data: &[u8], limits: &PlanImages) -> Result<(RgbImage, String), ImageE
         .into_dimensions()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
     check_pixels(u64::from(w), u64::from(h), limits)?;
+    let target = target_size(w, h, limits.max_side);
+    // A large non-interlaced PNG is shrunk row by row as it is decoded, so it never exists at
+    // full size in memory.
+    if format == image::ImageFormat::Png
+        && target != (w, h)
+        && let Some(rgb) = png_rows(data, w, h, target)?
+    {
+        return Ok((rgb, name));
+    }
+    // Anything else large is decoded whole, one at a time, which keeps a parallel ingest's
+    // memory bounded. The result does not depend on the order.
+    let _big = (u64::from(w) * u64::from(h) > BIG_IMAGE_PIXELS).then(|| BIG_IMAGE.lock());
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(1 << 20));
@@ -91,7 +103,147 @@ fn decode(data: &[u8], limits: &PlanImages) -> Result<(RgbImage, String), ImageE
         image::ImageError::Unsupported(u) => ImageError::Unsupported(u.to_string()),
         other => ImageError::Decode(other.to_string()),
     })?;
-    Ok((flatten(img), name))
+    let rgb = flatten(img);
+    if target == (w, h) {
+        return Ok((rgb, name));
+    }
+    let mut shrink = Shrink::new((w, h), target);
+    for row in rgb.as_raw().chunks_exact(w as usize * 3) {
+        shrink.push_row(row);
+    }
+    Ok((shrink.finish(), name))
+}
+
+/// Images above this many pixels (4 MB as RGBA) are decoded one at a time.
+const BIG_IMAGE_PIXELS: u64 = 1_000_000;
+static BIG_IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The size an image is shrunk to so that its longest side is at most `max_side`.
+fn target_size(w: u32, h: u32, max_side: u64) -> (u32, u32) {
+    let longest = u64::from(w.max(h));
+    if longest <= max_side {
+        return (w, h);
+    }
+    let scale = max_side as f64 / longest as f64;
+    (((f64::from(w) * scale).round() as u32).max(1), ((f64::from(h) * scale).round() as u32).max(1))
+}
+
+/// Streams a PNG's rows through [`Shrink`]. `Ok(None)`: not streamable (interlaced).
+fn png_rows(data: &[u8], w: u32, h: u32, target: (u32, u32)) -> Result<Option<RgbImage>, ImageError> {
+    let bad = |e: png::DecodingError| ImageError::Decode(e.to_string());
+    let mut decoder = png::Decoder::new(Cursor::new(data));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(bad)?;
+    if reader.info().interlaced || (reader.info().width, reader.info().height) != (w, h) {
+        return Ok(None);
+    }
+    let (color, _) = reader.output_color_type();
+    let channels = match color {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => return Ok(None),
+    };
+    let mut shrink = Shrink::new((w, h), target);
+    let mut rgb = vec![0u8; w as usize * 3];
+    let mut rows = 0u32;
+    while let Some(row) = reader.next_row().map_err(bad)? {
+        let data = row.data();
+        if data.len() < w as usize * channels {
+            return Err(ImageError::Decode("short PNG row".into()));
+        }
+        for (px, out) in data.chunks_exact(channels).zip(rgb.chunks_exact_mut(3)) {
+            let (r, g, b, a) = match channels {
+                1 => (px[0], px[0], px[0], 255),
+                2 => (px[0], px[0], px[0], px[1]),
+                3 => (px[0], px[1], px[2], 255),
+                _ => (px[0], px[1], px[2], px[3]),
+            };
+            out.copy_from_slice(&[on_white(r, a), on_white(g, a), on_white(b, a)]);
+        }
+        shrink.push_row(&rgb);
+        rows += 1;
+    }
+    if rows != h {
+        return Err(ImageError::Decode(format!("the PNG has {rows} of its {h} rows")));
+    }
+    Ok(Some(shrink.finish()))
+}
+
+/// Shrinks RGB rows by area averaging: every source pixel adds to the one target pixel it
+/// falls in; each target pixel is the rounded mean of its sources. Integer arithmetic only, so
+/// the result is the same on every machine, and one target row of sums is all it holds.
+struct Shrink {
+    src: (u32, u32),
+    target: (u32, u32),
+    columns: Vec<usize>,
+    row: u32,
+    current: u32,
+    sums: Vec<u64>,
+    counts: Vec<u64>,
+    out: RgbImage,
+}
+
+impl Shrink {
+    fn new(src: (u32, u32), target: (u32, u32)) -> Self {
+        let columns =
+            (0..u64::from(src.0)).map(|x| (x * u64::from(target.0) / u64::from(src.0).max(1)) as usize).collect();
+        Shrink {
+            src,
+            target,
+            columns,
+            row: 0,
+            current: 0,
+            sums: vec![0; target.0 as usize * 3],
+            counts: vec![0; target.0 as usize],
+            out: RgbImage::new(target.0, target.1),
+        }
+    }
+
+    fn push_row(&mut self, row: &[u8]) {
+        let ty = (u64::from(self.row) * u64::from(self.target.1) / u64::from(self.src.1).max(1)) as u32;
+        if ty != self.current {
+            self.emit();
+            self.current = ty;
+        }
+        for (x, px) in row.chunks_exact(3).enumerate().take(self.src.0 as usize) {
+            let tx = self.columns[x];
+            for (sum, v) in self.sums[tx * 3..tx * 3 + 3].iter_mut().zip(px) {
+                *sum += u64::from(*v);
+            }
+            self.counts[tx] += 1;
+        }
+        self.row += 1;
+    }
+
+    fn emit(&mut self) {
+        if self.current >= self.target.1 {
+            return;
+        }
+        for tx in 0..self.target.0 as usize {
+            let n = self.counts[tx].max(1);
+            let px = self.out.get_pixel_mut(tx as u32, self.current);
+            for c in 0..3 {
+                px[c] = ((self.sums[tx * 3 + c] + n / 2) / n) as u8;
+                self.sums[tx * 3 + c] = 0;
+            }
+            self.counts[tx] = 0;
+        }
+    }
+
+    fn finish(mut self) -> RgbImage {
+        if self.row > 0 {
+            self.emit();
+        }
+        self.out
+    }
+}
+
+/// One channel composited onto white, rounded.
+fn on_white(c: u8, a: u8) -> u8 {
+    let (c, a) = (u32::from(c), u32::from(a));
+    ((c * a + 255 * (255 - a) + 127) / 255) as u8
 }
 
 /// Names formats `image` cannot read, for the skip reason.
@@ -112,10 +264,8 @@ fn flatten(img: DynamicImage) -> RgbImage {
     let (w, h) = rgba.dimensions();
     let mut out = RgbImage::new(w, h);
     for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
-        let a = u32::from(src[3]);
         for c in 0..3 {
-            // Integer blend onto white, rounded: deterministic on every machine.
-            dst[c] = ((u32::from(src[c]) * a + 255 * (255 - a) + 127) / 255) as u8;
+            dst[c] = on_white(src[c], src[3]);
         }
     }
     out
@@ -139,18 +289,6 @@ fn rasterize_svg(data: &[u8], limits: &PlanImages) -> Result<RgbImage, ImageErro
     // The background is opaque, so premultiplied and straight RGBA are the same.
     let rgba = RgbaImage::from_raw(pw, ph, pixmap.take()).ok_or_else(|| ImageError::Decode("SVG pixels".into()))?;
     Ok(flatten(DynamicImage::ImageRgba8(rgba)))
-}
-
-fn fit(img: RgbImage, max_side: u64) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let longest = u64::from(w.max(h));
-    if longest <= max_side {
-        return img;
-    }
-    let scale = max_side as f64 / longest as f64;
-    let nw = ((f64::from(w) * scale).round() as u32).max(1);
-    let nh = ((f64::from(h) * scale).round() as u32).max(1);
-    image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Lanczos3)
 }
 
 fn encode_png(img: &RgbImage) -> Result<Vec<u8>, ImageError> {
@@ -190,6 +328,21 @@ mod tests {
             .write_image(rgb.as_raw(), 200, 100, image::ExtendedColorType::Rgb8)
             .expect("png");
         assert_eq!(normalize(&other, None, &limits()).expect("b").id, a.id);
+    }
+
+    #[test]
+    fn streamed_and_whole_decoding_shrink_identically() {
+        let img = RgbaImage::from_fn(301, 97, |x, y| {
+            image::Rgba([(x * 7 % 256) as u8, (y * 5) as u8, (x ^ y) as u8, (x % 256) as u8])
+        });
+        let data = png_of(&img);
+        let streamed = png_rows(&data, 301, 97, (64, 21)).expect("rows").expect("streamable");
+        let whole = flatten(DynamicImage::ImageRgba8(img));
+        let mut shrink = Shrink::new((301, 97), (64, 21));
+        for row in whole.as_raw().chunks_exact(301 * 3) {
+            shrink.push_row(row);
+        }
+        assert_eq!(streamed, shrink.finish());
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub struct ImageRecord {
     pub width: u32,
     pub height: u32,
     pub format: String,
+    /// The normal form, shared with every other holder of this image (never copied).
     #[serde(skip)]
-    pub png: Arc<Vec<u8>>,
+    pub normalized: Arc<Normalized>,
     pub png_bytes: usize,
     /// Every place the image appears, sorted by document id and position.
     pub uses: Vec<ImageUse>,
@@ -119,6 +120,13 @@ pub struct SourceInput {
     pub files: Vec<(String, DocKind)>,
 }
 
+impl ImageRecord {
+    /// The image's canonical PNG bytes; their sha256 is `id`.
+    pub fn png(&self) -> &[u8] {
+        &self.normalized.png
+    }
+}
+
 impl SourceInput {
     /// The plan's sources, with paths resolved against the spec's directory.
     pub fn from_plan(plan: &Plan, spec_dir: &Path) -> Vec<SourceInput> {
@@ -146,6 +154,8 @@ pub fn ingest(sources: &[SourceInput], chunking: &PlanChunking, images: &PlanIma
         Ok(pool) => pool.install(run),
         Err(_) => run(),
     };
+    // Images that no result uses (none today) would otherwise stay alive with the cache.
+    drop(cache);
     merge(results)
 }
 
@@ -175,7 +185,7 @@ fn merge(results: Vec<FileResult>) -> Ingested {
                     height: n.height,
                     format: n.format.clone(),
                     png_bytes: n.png.len(),
-                    png: Arc::new(n.png.clone()),
+                    normalized: n.clone(),
                     uses: Vec::new(),
                 })
                 .uses
