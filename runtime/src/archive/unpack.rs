@@ -51,7 +51,10 @@ pub fn unpack_archive(archive: impl Read, dir: &Path, limits: &Limits) -> Result
         }
         let file = OpenOptions::new().write(true).create_new(true).open(&target).map_err(write_error)?;
         let mut file = BufWriter::new(file);
-        verifier.entry(path, size, data, &mut file)?;
+        verifier.entry(path, size, data, &mut file).map_err(|e| match e {
+            ArchiveError::Write(source) => write_error(source),
+            other => other,
+        })?;
         file.flush().map_err(write_error)
     })?;
     verifier.finish(digests)

@@ -2,7 +2,8 @@
 //!
 //! One streaming pass over the archive (through `tarball::walk`, so every unsafe entry is an
 //! error before its data is read): each file is hashed as it passes, `manifest.json` is kept,
-//! and of each parquet file only the tail, for its footer. The result lists every problem found,
+//! and of each parquet file only the tail, whose footer is checked before the next entry (so
+//! memory stays bounded however many shards there are). The result lists every problem found,
 //! not just the first. What to do about them (an exit code, a message) is the caller's call.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -89,7 +90,9 @@ pub fn verify_archive(archive: impl Read, limits: &Limits) -> Result<VerifyRepor
 pub(crate) struct Verifier {
     found: BTreeMap<String, ManifestEntry>,
     manifest: Option<Vec<u8>>,
-    parquet_tails: BTreeMap<String, Vec<u8>>,
+    /// Why each parquet file that fails the features check fails it. The check runs as soon as
+    /// the file has passed, so only one tail is held at a time.
+    feature_problems: BTreeMap<String, String>,
 }
 
 impl Verifier {
@@ -131,7 +134,10 @@ impl Verifier {
         }
         check_length(path, size, read)?;
         if keep_tail {
-            self.parquet_tails.insert(path.to_string(), tail.into());
+            let tail: Vec<u8> = tail.into();
+            if let Err(reason) = footer_schema(&tail).and_then(|schema| check_hf_features(&schema)) {
+                self.feature_problems.insert(path.to_string(), reason);
+            }
         }
         let entry = ManifestEntry { path: path.to_string(), sha256: hex::encode(hasher.finalize()), bytes: read };
         self.found.insert(path.to_string(), entry);
@@ -160,10 +166,8 @@ impl Verifier {
         for path in listed.keys().filter(|p| !self.found.contains_key(**p)) {
             problems.push(Problem::MissingFromArchive { path: path.to_string() });
         }
-        for (path, tail) in &self.parquet_tails {
-            if let Err(reason) = footer_schema(tail).and_then(|schema| check_hf_features(&schema)) {
-                problems.push(Problem::Features { path: path.clone(), reason });
-            }
+        for (path, reason) in self.feature_problems {
+            problems.push(Problem::Features { path, reason });
         }
         Ok(VerifyReport {
             name: manifest.name,
