@@ -6,6 +6,7 @@
 //! **Invariant:** the runtime never parses the DSL; it receives a checked `Spec` or a `Plan`.
 
 pub mod allocation;
+pub mod dedup;
 pub mod environment;
 pub mod ingest;
 pub mod provider;
