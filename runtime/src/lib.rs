@@ -11,5 +11,6 @@ pub mod environment;
 pub mod ingest;
 pub mod provider;
 pub mod python;
+pub mod split;
 
 pub use environment::Environment;
