@@ -6,10 +6,13 @@
 //!
 //! **Invariant:** the runtime never parses the DSL; it receives a checked `Spec` or a `Plan`.
 
+pub mod allocation;
 pub mod archive;
+pub mod dedup;
 pub mod environment;
 pub mod ingest;
 pub mod provider;
 pub mod python;
+pub mod split;
 
 pub use environment::Environment;

@@ -1,0 +1,446 @@
+//! Splits: train / validation / test, grouped (hard) and stratified (soft).
+//!
+//! **Grouped**: every item of a group (a source document) lands in the same split, so no source
+//! passage or picture is in train and test at once (the original split per item,
+//! seed-pipeline.md §2.7 and §7.4 item 6). **Stratified**: within each stratum
+//! (e.g. `category|type|mm`) the splits get close to their ratios.
+//!
+//! # Algorithm: per-stratum quantile cuts, then a vote per group
+//!
+//! 1. Every group gets a key derived from (seed, group id); groups are ordered by (key, id).
+//! 2. In each stratum, its items are ordered by their group's position (then item id), so a
+//!    group's items are contiguous and groups keep the same relative order in every stratum. The
+//!    stratum is cut at `⌊n·train + δ⌋` and `⌊n·(1 − test) + δ⌋`, with `δ ∈ [0, 1)` derived from
+//!    (seed, stratum): items before the first cut want train, then validation, then test. The
+//!    dither makes each cut's rounding error unbiased, so small strata do not all round the same
+//!    way (with a fixed rounding, 40 strata of 3 items at 0.8/0.1/0.1 would put a third of the data
+//!    in validation and none in test).
+//! 3. Each group goes to the split most of its items want; ties are broken by the group's key.
+//!    A lone group goes to train (when train's ratio is above zero).
+//!
+//! # What it promises
+//!
+//! - No leakage, by construction; the partition is disjoint and exhaustive.
+//! - Nothing depends on input order; the result is a function of (items, ratios, seed).
+//! - **Bounded change**: adding (or removing) a group with `m` items changes the split of at most
+//!   `2m` other groups. In a stratum where the new group has `c` items, each of the two cuts
+//!   moves relative to the existing items by at most `c` positions, so at most `2c` existing items
+//!   change the split they want, and a group can change only if one of its items did.
+//! - With groups of one item, every (stratum, split) count is within 1 of `n·ratio` (strictly).
+//!   With larger groups the deviation in a stratum is at most the items of the groups that
+//!   straddle a cut there plus those of groups outvoted by their other strata.
+//!
+//! It deliberately does not minimise the deviation globally (the greedy iterative stratification
+//! of Sechidis et al. balances multi-stratum groups a little better but cannot bound how many
+//! groups move when one is added: every later decision depends on every earlier one), and it does
+//! not group by anything but the `group` field: callers who want connected components over shared
+//! chunks or images compute them and pass the component id as the group.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SplitItem {
+    pub id: String,
+    /// The source document id (or any id whose items must stay together).
+    pub group: String,
+    /// e.g. `category|type|mm`.
+    pub stratum: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SplitRatios {
+    pub train: f64,
+    pub validation: f64,
+    pub test: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitName {
+    Train,
+    Validation,
+    Test,
+}
+
+impl SplitName {
+    pub const ALL: [SplitName; 3] = [SplitName::Train, SplitName::Validation, SplitName::Test];
+
+    /// The names Hugging Face `datasets` recognises.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitName::Train => "train",
+            SplitName::Validation => "validation",
+            SplitName::Test => "test",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One split's share of the result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SplitShare {
+    pub split: SplitName,
+    pub items: u64,
+    pub groups: u64,
+    /// `items / all items` (0 without items).
+    pub ratio: f64,
+    /// The requested ratio, normalised to sum to 1.
+    pub target: f64,
+}
+
+/// Items per split in one stratum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StratumCounts {
+    pub stratum: String,
+    pub items: u64,
+    pub train: u64,
+    pub validation: u64,
+    pub test: u64,
+}
+
+impl StratumCounts {
+    pub fn get(&self, split: SplitName) -> u64 {
+        match split {
+            SplitName::Train => self.train,
+            SplitName::Validation => self.validation,
+            SplitName::Test => self.test,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SplitResult {
+    /// Sorted by item id.
+    pub assignments: Vec<(String, SplitName)>,
+    /// Train, validation, test.
+    pub achieved: Vec<SplitShare>,
+    /// Sorted by stratum.
+    pub strata: Vec<StratumCounts>,
+    /// Groups with items in more than one split, counted from `assignments`; always 0.
+    pub leakage: usize,
+}
+
+/// Assigns every item to a split (see the module docs). Ratios are normalised to sum to 1;
+/// negative or non-finite ones count as 0, and if none is positive everything goes to train.
+/// Ids are content ids: an id given twice is one item (the smallest entry by its fields is used).
+pub fn split(items: &[SplitItem], ratios: &SplitRatios, seed: u64) -> SplitResult {
+    let mut items: Vec<&SplitItem> = items.iter().collect();
+    items.sort_by(|a, b| (&a.id, &a.group, &a.stratum).cmp(&(&b.id, &b.group, &b.stratum)));
+    items.dedup_by(|b, a| a.id == b.id);
+    let ratios = Normalised::new(ratios);
+
+    // Group order: by (key, id).
+    let mut groups: Vec<(u64, &str)> = items.iter().map(|i| (group_key(&i.group, seed), i.group.as_str())).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let position: BTreeMap<&str, usize> = groups.iter().enumerate().map(|(p, g)| (g.1, p)).collect();
+    let group_of: Vec<usize> = items.iter().map(|i| position[i.group.as_str()]).collect();
+
+    // Per stratum: its items in group order, cut into wanted splits.
+    let mut strata: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (k, item) in items.iter().enumerate() {
+        strata.entry(item.stratum.as_str()).or_default().push(k);
+    }
+    let mut votes = vec![[0u64; 3]; groups.len()];
+    for (stratum, members) in &mut strata {
+        members.sort_by_key(|&k| (group_of[k], k));
+        let (first, second) = ratios.cuts(members.len() as u64, dither(stratum, seed));
+        for (rank, &k) in members.iter().enumerate() {
+            let rank = rank as u64;
+            let wanted = if rank < first {
+                SplitName::Train
+            } else if rank < second {
+                SplitName::Validation
+            } else {
+                SplitName::Test
+            };
+            votes[group_of[k]][wanted.index()] += 1;
+        }
+    }
+
+    let assigned: Vec<SplitName> = if groups.len() == 1 && ratios.0[0] > 0.0 {
+        vec![SplitName::Train]
+    } else {
+        groups.iter().zip(&votes).map(|(&(key, _), v)| elect(v, key)).collect()
+    };
+
+    let mut assignments: Vec<(String, SplitName)> =
+        items.iter().zip(&group_of).map(|(i, &g)| (i.id.clone(), assigned[g])).collect();
+    assignments.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut per_split = [0u64; 3];
+    let mut groups_per_split = [0u64; 3];
+    for &s in &assigned {
+        groups_per_split[s.index()] += 1;
+    }
+    let mut splits_of_group: Vec<[bool; 3]> = vec![[false; 3]; groups.len()];
+    let mut stratum_counts: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
+    for (item, &g) in items.iter().zip(&group_of) {
+        let s = assigned[g].index();
+        per_split[s] += 1;
+        splits_of_group[g][s] = true;
+        stratum_counts.entry(item.stratum.as_str()).or_default()[s] += 1;
+    }
+    let total = items.len() as u64;
+    let achieved = SplitName::ALL
+        .iter()
+        .map(|&split| SplitShare {
+            split,
+            items: per_split[split.index()],
+            groups: groups_per_split[split.index()],
+            ratio: if total == 0 { 0.0 } else { per_split[split.index()] as f64 / total as f64 },
+            target: ratios.0[split.index()],
+        })
+        .collect();
+    let strata = stratum_counts
+        .into_iter()
+        .map(|(stratum, c)| StratumCounts {
+            stratum: stratum.to_string(),
+            items: c.iter().sum(),
+            train: c[0],
+            validation: c[1],
+            test: c[2],
+        })
+        .collect();
+    let leakage = splits_of_group.iter().filter(|s| s.iter().filter(|&&b| b).count() > 1).count();
+    SplitResult { assignments, achieved, strata, leakage }
+}
+
+/// The split with the most votes; a tie is broken by the group's own key, so no split is
+/// systematically favoured and the choice depends on nothing but the group.
+fn elect(votes: &[u64; 3], key: u64) -> SplitName {
+    let most = votes.iter().copied().max().unwrap_or(0);
+    let tied: Vec<SplitName> = SplitName::ALL.into_iter().filter(|s| votes[s.index()] == most).collect();
+    // `tied` is never empty (the maximum is attained), but falling back to train keeps this total.
+    tied.get(((key >> 32) % tied.len().max(1) as u64) as usize).copied().unwrap_or(SplitName::Train)
+}
+
+fn group_key(group: &str, seed: u64) -> u64 {
+    xxh3_64_with_seed(group.as_bytes(), seed)
+}
+
+/// A per-stratum offset in [0, 1), from the top 53 bits of a hash.
+fn dither(stratum: &str, seed: u64) -> f64 {
+    let mut bytes = b"sdc.split.dither\0".to_vec();
+    bytes.extend_from_slice(stratum.as_bytes());
+    (xxh3_64_with_seed(&bytes, seed) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Ratios summing to 1, in train, validation, test order.
+struct Normalised([f64; 3]);
+
+impl Normalised {
+    fn new(r: &SplitRatios) -> Normalised {
+        let clean = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
+        let raw = [clean(r.train), clean(r.validation), clean(r.test)];
+        let sum: f64 = raw.iter().sum();
+        if sum > 0.0 { Normalised(raw.map(|x| x / sum)) } else { Normalised([1.0, 0.0, 0.0]) }
+    }
+
+    /// The two cut positions for a stratum of `n` items. A split whose ratio is zero gets no
+    /// item even when the float sums round the other way.
+    fn cuts(&self, n: u64, dither: f64) -> (u64, u64) {
+        let [train, validation, test] = self.0;
+        let cut = |fraction: f64| ((n as f64 * fraction + dither).floor() as u64).min(n);
+        let first = if train == 0.0 { 0 } else { cut(train) };
+        let second = if test == 0.0 {
+            n
+        } else if validation == 0.0 {
+            first
+        } else {
+            cut(1.0 - test).max(first)
+        };
+        (first, second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FLAGSHIP: SplitRatios = SplitRatios { train: 0.8, validation: 0.1, test: 0.1 };
+
+    fn item(id: &str, group: &str, stratum: &str) -> SplitItem {
+        SplitItem { id: id.to_string(), group: group.to_string(), stratum: stratum.to_string() }
+    }
+
+    fn split_of(r: &SplitResult) -> BTreeMap<&str, SplitName> {
+        r.assignments.iter().map(|(id, s)| (id.as_str(), *s)).collect()
+    }
+
+    /// Group → split, for groups present in both items and result.
+    fn group_splits<'a>(items: &'a [SplitItem], r: &SplitResult) -> BTreeMap<&'a str, SplitName> {
+        let by_id = split_of(r);
+        items.iter().filter_map(|i| by_id.get(i.id.as_str()).map(|s| (i.group.as_str(), *s))).collect()
+    }
+
+    #[test]
+    fn tiny_inputs() {
+        assert_eq!(split(&[], &FLAGSHIP, 1).assignments, []);
+        // One group, however many items and strata: train.
+        let one: Vec<_> = (0..7).map(|i| item(&format!("i{i}"), "doc", &format!("s{}", i % 3))).collect();
+        let r = split(&one, &FLAGSHIP, 1);
+        assert!(r.assignments.iter().all(|(_, s)| *s == SplitName::Train));
+        // Too few groups for every split: the small splits stay empty rather than take a group
+        // that would put them far above their ratio.
+        let few: Vec<_> = (0..3).map(|i| item(&format!("i{i}"), &format!("doc{i}"), "s")).collect();
+        let r = split(&few, &FLAGSHIP, 1);
+        assert!(r.achieved[0].items >= 2, "{:?}", r.achieved);
+        // Ten singletons in one stratum: exactly 8 / 1 / 1.
+        let ten: Vec<_> = (0..10).map(|i| item(&format!("i{i}"), &format!("doc{i}"), "s")).collect();
+        let counts: Vec<u64> = split(&ten, &FLAGSHIP, 1).achieved.iter().map(|a| a.items).collect();
+        assert_eq!(counts, [8, 1, 1]);
+    }
+
+    #[test]
+    fn ratios_are_normalised_and_zero_ratios_get_nothing() {
+        let items: Vec<_> =
+            (0..100).map(|i| item(&format!("i{i:03}"), &format!("g{i}"), &format!("s{}", i % 7))).collect();
+        let r = split(&items, &SplitRatios { train: 8.0, validation: 2.0, test: 0.0 }, 3);
+        assert_eq!(r.achieved[2].items, 0);
+        assert_eq!(r.achieved[0].target, 0.8);
+        let r = split(&items, &SplitRatios { train: 0.9, validation: 0.0, test: 0.1 }, 3);
+        assert_eq!(r.achieved[1].items, 0);
+        let r = split(&items, &SplitRatios { train: f64::NAN, validation: -1.0, test: 0.0 }, 3);
+        assert_eq!(r.achieved[0].items, 100, "nothing valid: all train");
+    }
+
+    #[test]
+    fn small_strata_do_not_round_the_same_way() {
+        // 40 strata of 3 singleton items: a fixed rounding would give 2 / 1 / 0 in each.
+        let items: Vec<_> =
+            (0..120).map(|i| item(&format!("i{i:03}"), &format!("g{i}"), &format!("s{}", i / 3))).collect();
+        let r = split(&items, &FLAGSHIP, 11);
+        let counts: Vec<u64> = r.achieved.iter().map(|a| a.items).collect();
+        assert!(counts.iter().zip([96.0, 12.0, 12.0]).all(|(&c, t)| (c as f64 - t).abs() <= 8.0), "{counts:?}");
+    }
+
+    #[test]
+    fn documents_spanning_many_strata_stay_whole_and_close_to_the_ratios() {
+        // 300 documents of 1 to 40 items over 42 strata (7 categories × 3 types × 2 modalities).
+        let mut items = Vec::new();
+        for d in 0..300u64 {
+            let size = 1 + xxh3_64_with_seed(&d.to_le_bytes(), 9) % 40;
+            for k in 0..size {
+                let r = xxh3_64_with_seed(&(d * 1000 + k).to_le_bytes(), 10);
+                items.push(item(
+                    &format!("{:016x}", r),
+                    &format!("doc{d}"),
+                    &format!("c{}|t{}|{}", r % 7, (r >> 8) % 3, (r >> 16) % 2),
+                ));
+            }
+        }
+        let r = split(&items, &FLAGSHIP, 5);
+        assert_eq!(r.leakage, 0);
+        let total = items.len() as f64;
+        for a in &r.achieved {
+            assert!((a.ratio - a.target).abs() < 0.03, "{:?} of {total}", r.achieved);
+        }
+    }
+
+    /// Up to 200 items in up to 60 groups (of any size) over 6 strata.
+    fn arb_items() -> impl Strategy<Value = Vec<SplitItem>> {
+        proptest::collection::vec((0u16..60, 0u8..6), 0..200).prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(k, (g, s))| {
+                    item(
+                        &format!("{:016x}", xxh3_64_with_seed(&(k as u64).to_le_bytes(), 2)),
+                        &format!("g{g}"),
+                        &format!("s{s}"),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn arb_ratios() -> impl Strategy<Value = SplitRatios> {
+        prop_oneof![
+            Just(FLAGSHIP),
+            Just(SplitRatios { train: 0.7, validation: 0.15, test: 0.15 }),
+            Just(SplitRatios { train: 0.5, validation: 0.0, test: 0.5 }),
+            (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0).prop_map(|(train, validation, test)| SplitRatios {
+                train,
+                validation,
+                test
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn a_disjoint_exhaustive_partition_without_leakage(items in arb_items(), ratios in arb_ratios(), seed in any::<u64>()) {
+            let r = split(&items, &ratios, seed);
+            let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let assigned: Vec<&str> = r.assignments.iter().map(|(id, _)| id.as_str()).collect();
+            prop_assert_eq!(&assigned, &ids, "every item exactly once, sorted");
+            prop_assert_eq!(r.leakage, 0);
+            let mut seen: BTreeMap<&str, SplitName> = BTreeMap::new();
+            let by_id = split_of(&r);
+            for i in &items {
+                let s = by_id[i.id.as_str()];
+                prop_assert_eq!(*seen.entry(i.group.as_str()).or_insert(s), s, "group {} in two splits", i.group);
+            }
+            prop_assert_eq!(r.achieved.iter().map(|a| a.items).sum::<u64>(), ids.len() as u64);
+            prop_assert_eq!(r.strata.iter().map(|s| s.items).sum::<u64>(), ids.len() as u64);
+        }
+
+        #[test]
+        fn independent_of_input_order_and_stable_for_a_seed(items in arb_items(), ratios in arb_ratios(), seed in any::<u64>()) {
+            let r = split(&items, &ratios, seed);
+            let mut reversed = items.clone();
+            reversed.reverse();
+            prop_assert_eq!(&split(&reversed, &ratios, seed), &r);
+            prop_assert_eq!(&split(&items, &ratios, seed), &r);
+        }
+
+        /// The promise in the module docs: a new group of `m` items moves at most `2m` others.
+        #[test]
+        fn a_new_group_moves_at_most_twice_its_size_in_other_groups(
+            items in arb_items(),
+            new_items in proptest::collection::vec(0u8..6, 1..12),
+            ratios in arb_ratios(),
+            seed in any::<u64>(),
+        ) {
+            let before = split(&items, &ratios, seed);
+            let mut more = items.clone();
+            for (k, s) in new_items.iter().enumerate() {
+                more.push(item(&format!("new{k:02}"), "the-new-group", &format!("s{s}")));
+            }
+            let after = split(&more, &ratios, seed);
+            let (old, new) = (group_splits(&items, &before), group_splits(&items, &after));
+            let moved = old.iter().filter(|(g, s)| new.get(*g) != Some(s)).count();
+            prop_assert!(moved <= 2 * new_items.len(), "{} groups moved for a group of {}", moved, new_items.len());
+        }
+
+        /// With one item per group every (stratum, split) count is within 1 of its target.
+        #[test]
+        fn singleton_groups_are_within_one_item_per_stratum(
+            strata in proptest::collection::vec(0u8..8, 0..300),
+            ratios in arb_ratios(),
+            seed in any::<u64>(),
+        ) {
+            let items: Vec<_> = strata.iter().enumerate().map(|(k, s)| item(&format!("i{k:03}"), &format!("g{k}"), &format!("s{s}"))).collect();
+            let r = split(&items, &ratios, seed);
+            if items.len() > 1 {
+                for s in &r.strata {
+                    for a in &r.achieved {
+                        let deviation = s.get(a.split) as f64 - s.items as f64 * a.target;
+                        prop_assert!(deviation.abs() < 1.0 + 1e-9, "{:?} {:?}: {}", s, a.split, deviation);
+                    }
+                }
+            }
+        }
+    }
+}
