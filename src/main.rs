@@ -114,6 +114,18 @@ enum Command {
         spec: PathBuf,
         #[command(flatten)]
         lock: LockMode,
+        /// The store to use instead of the spec's `paths.store` (responses, verdicts, images).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Items in flight at once; the archive never depends on it.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Worker threads for ingest (0 = one per core); the archive never depends on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// How the build report is printed.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -147,9 +159,17 @@ fn main() -> ExitCode {
             &spec,
             &commands::inspect::Options { stage, count, id, json: format == Format::Json, threads },
         ),
-        Command::Build { spec, lock } => {
-            commands::build::run(&out, &spec, commands::lock::Mode::from_flags(lock.locked, lock.frozen))
-        }
+        Command::Build { spec, lock, store, concurrency, threads, format } => commands::build::run(
+            &out,
+            &spec,
+            &commands::build::Options {
+                mode: commands::lock::Mode::from_flags(lock.locked, lock.frozen),
+                store,
+                concurrency,
+                threads,
+                json: format == Format::Json,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,10 @@ impl Output {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     pub fn is_verbose(&self) -> bool {
         self.verbose
     }

@@ -92,7 +92,7 @@ fn referenced_templates(source: &str) -> Vec<String> {
 }
 
 /// `{% block name %}` names defined by a template source.
-fn block_names(source: &str) -> BTreeSet<String> {
+pub fn block_names(source: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for tag in source.split("{%").skip(1) {
         let body = tag.split("%}").next().unwrap_or("").trim_matches('-').trim();

@@ -1,18 +1,22 @@
 //! The sdc runtime: everything that touches the world outside the spec's files.
 //!
-//! Today it resolves what a lock pins from the outside (model ids from servers, the Python
-//! version) and reads the environment, and writes and reads the dataset archive; the executor
-//! and store build on it.
+//! It resolves what a lock pins from the outside (model ids from servers, the Python version),
+//! reads the environment, ingests documents, and executes a locked plan into a dataset archive:
+//! the store, the model calls, verification, allocation, dedup, splits and packaging.
 //!
 //! **Invariant:** the runtime never parses the DSL; it receives a checked `Spec` or a `Plan`.
 
 pub mod allocation;
 pub mod archive;
+pub mod build;
 pub mod dedup;
 pub mod environment;
 pub mod ingest;
+pub mod model;
 pub mod provider;
 pub mod python;
 pub mod split;
+pub mod store;
+pub mod verify;
 
 pub use environment::Environment;

@@ -1,24 +1,146 @@
-//! `sdc build`: bring the lock up to date (or check it), then execute the plan.
-//!
-//! The executor arrives with the runtime's build pipeline; until then a build stops after the
-//! lock and says so, with a non-zero exit, rather than pretending to have produced a dataset.
+//! `sdc build`: bring the lock up to date (or check it, or take it as is), then execute the plan
+//! into the dataset archive and print the build report.
 
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use sdc_compiler::plan::Plan;
+use sdc_compiler::templates;
+use sdc_runtime::build::{self, BuildOptions, BuildReport, progress};
 
 use super::Failed;
 use super::lock::{Mode, ensure};
 use crate::output::Output;
 use crate::project;
 
-pub fn run(out: &Output, path: &Path, mode: Mode) -> Result<(), Failed> {
+pub struct Options {
+    pub mode: Mode,
+    pub store: Option<PathBuf>,
+    pub concurrency: usize,
+    pub threads: usize,
+    pub json: bool,
+}
+
+pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
     let loaded = project::load(out, path)?;
-    let lock = ensure(out, &loaded, mode)?;
-    out.status(format!(
-        "locked {}@{} (plan {})",
-        lock.dataset.name,
-        lock.dataset.version,
-        &lock.plan.digest[..12.min(lock.plan.digest.len())]
+    let lock = ensure(out, &loaded, options.mode)?;
+    let spec = &loaded.spec;
+    let plan = Plan::new(spec, &lock);
+    let lock_text = std::fs::read(loaded.lock_path()).unwrap_or_default();
+    let store_dir = options.store.clone().unwrap_or_else(|| spec.paths.store.resolve(&spec.dir));
+    let envs_dir = std::env::var_os("SDC_ENV_DIR").map_or_else(|| store_dir.join("envs"), PathBuf::from);
+    let mode = if out.is_quiet() || options.json {
+        progress::Mode::Quiet
+    } else if std::io::stderr().is_terminal() && std::env::var_os("SDC_NO_PROGRESS").is_none() {
+        progress::Mode::Bars
+    } else {
+        progress::Mode::Lines
+    };
+    let opts = BuildOptions {
+        spec_dir: spec.dir.clone(),
+        prompts_dir: templates::prompts_dir(spec),
+        store_dir,
+        envs_dir,
+        archive: spec.output.archive.resolve(&spec.dir),
+        concurrency: options.concurrency,
+        ingest_threads: options.threads,
+        progress: mode,
+        lock_sha256: sdc_compiler::hash::sha256_hex(&lock_text),
+        reproduce: format!("sdc build {} --frozen", path.display()),
+    };
+    for m in plan.models.iter().filter(|m| m.provider == "builtin") {
+        out.status(format!("note: model `{}` uses the builtin offline generator {}", m.alias, m.resolved));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            out.error(format!("cannot start the async runtime: {e}"));
+            return Err(Failed);
+        }
+    };
+    match runtime.block_on(build::run(&plan, &opts)) {
+        Ok(report) => {
+            if options.json {
+                out.data(serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                out.data(render(&report));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            out.error(e.to_string());
+            Err(Failed)
+        }
+    }
+}
+
+fn render(r: &BuildReport) -> String {
+    let mut s = String::new();
+    let p = &r.package;
+    s.push_str(&format!("built {} in {:.2} s\n", r.dataset, r.wall_ms as f64 / 1000.0));
+    for note in &r.offline {
+        s.push_str(&format!("  offline: {note}\n"));
+    }
+    s.push_str(&format!(
+        "\n{:<17} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>10} {:>10} {:>9} {:>8}\n",
+        "stage", "in", "out", "rejected", "failed", "calls", "stored", "tokens in", "tokens out", "cost", "wall s"
     ));
-    out.error("the build executor is not implemented yet: sdc can check, lock and plan this spec, but not execute it");
-    Err(Failed)
+    for st in &r.stages {
+        s.push_str(&format!(
+            "{:<17} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>10} {:>10} {:>9.4} {:>8.2}\n",
+            st.stage,
+            st.items_in,
+            st.items_out,
+            st.rejected,
+            st.failed,
+            st.calls_made,
+            st.calls_served,
+            st.prompt_tokens,
+            st.completion_tokens,
+            st.cost,
+            st.wall_ms as f64 / 1000.0
+        ));
+    }
+    s.push_str(&format!(
+        "\nmodel calls: {} made, {} served from the store; {} + {} tokens; cost {:.4}\n",
+        r.calls_made, r.calls_served, r.prompt_tokens, r.completion_tokens, r.cost
+    ));
+    s.push_str("\naccounting (every planned item ends accepted, rejected or failed):\n");
+    for a in &r.accounting {
+        s.push_str(&format!(
+            "  {:<7} {:>6} planned = {:>6} accepted + {:>6} rejected + {:>6} failed\n",
+            a.kind, a.planned, a.accepted, a.rejected, a.failed
+        ));
+    }
+    s.push_str(&format!(
+        "\ningest: {} documents, {} files skipped, {} image references unresolved\n",
+        r.documents, r.skipped_files, r.unresolved_images
+    ));
+    if r.allocation_shortfall > 0 {
+        s.push_str(&format!(
+            "allocation: {} planned tasks could not be allocated (the corpus has too few candidates)\n",
+            r.allocation_shortfall
+        ));
+    }
+    let splits: Vec<String> = p
+        .split
+        .achieved
+        .iter()
+        .map(|a| format!("{} {} ({:.1} %)", a.split.as_str(), a.items, a.ratio * 100.0))
+        .collect();
+    s.push_str(&format!(
+        "splits: {}; cross-split leakage {} documents; {} duplicates removed\n",
+        splits.join(", "),
+        p.split.leakage,
+        p.duplicates
+    ));
+    s.push_str(&format!(
+        "\narchive: {}{}\n  sha256   {}\n  manifest {} (the dataset's identity)\n  {} samples\n",
+        p.archive_path,
+        if p.reused { " (unchanged, reused from the store)" } else { "" },
+        p.archive_sha256,
+        p.manifest_sha256,
+        p.samples
+    ));
+    s
 }

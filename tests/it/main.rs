@@ -1,5 +1,7 @@
 //! End-to-end tests. One binary, one module per topic.
 
+/// `sdc build` on the real binary: byte identity, kill/resume, the response store, accounting.
+mod build;
 /// The real `sdc` binary on the fixture project: check, fmt, lock, plan, build modes.
 mod cli;
 /// Every diagnostic the checker can give, rendered as a user sees it.

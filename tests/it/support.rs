@@ -15,6 +15,15 @@ impl Project {
         Project { dir }
     }
 
+    /// The build-test project (`tests/fixtures/build`) with the repository's real prompts.
+    pub fn build() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_dir(&repo.join("tests/fixtures/build"), dir.path());
+        copy_dir(&repo.join("prompts"), &dir.path().join("prompts"));
+        Project { dir }
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -52,7 +61,9 @@ impl Project {
             .current_dir(self.root())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // Verification environments are shared by every test: each is made once.
+            .env("SDC_ENV_DIR", shared_env_dir());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -76,6 +87,11 @@ impl Run {
     pub fn transcript(&self) -> String {
         format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
+}
+
+/// Where tests keep verification environments, beside the build's other test data.
+pub fn shared_env_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdc-envs")
 }
 
 pub fn fixture_root() -> PathBuf {

@@ -29,7 +29,7 @@ pub enum Piece {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     pub id: String,
     pub document_id: String,
@@ -41,6 +41,34 @@ pub struct Chunk {
     pub prior_code: String,
     pub previous_text: String,
     pub next_text: String,
+    /// The nearest heading at or before the chunk's start (it may open an earlier chunk).
+    pub heading: Option<String>,
+    /// The chunk's content as structure, for stages that need more than text (the builtin
+    /// generator mines functions and their printed results from it).
+    pub parts: Vec<ChunkPart>,
+}
+
+/// One unit of a chunk, in order.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChunkPart {
+    Heading {
+        level: u8,
+        text: String,
+    },
+    Text {
+        text: String,
+    },
+    /// A code cell or block, with the text outputs it printed and the images it produced.
+    Code {
+        language: Option<String>,
+        code: String,
+        outputs: Vec<String>,
+        images: Vec<String>,
+    },
+    Image {
+        id: String,
+    },
 }
 
 /// The marker a chunk's text carries where an image was.
@@ -92,6 +120,20 @@ impl Unit {
 
     fn is_major_heading(&self) -> bool {
         matches!(self, Unit::Heading { level, .. } if *level <= 2)
+    }
+
+    fn part(&self) -> ChunkPart {
+        match self {
+            Unit::Heading { level, text } => ChunkPart::Heading { level: *level, text: text.clone() },
+            Unit::Text(text) => ChunkPart::Text { text: text.clone() },
+            Unit::Code { language, code, outputs, images } => ChunkPart::Code {
+                language: language.clone(),
+                code: code.clone(),
+                outputs: outputs.clone(),
+                images: images.clone(),
+            },
+            Unit::Image(id) => ChunkPart::Image { id: id.clone() },
+        }
     }
 }
 
@@ -266,9 +308,17 @@ fn finish(document_id: &str, groups: Vec<Group>, limits: &PlanChunking) -> Vec<C
     let texts: Vec<String> =
         groups.iter().map(|g| g.units.iter().map(Unit::render).collect::<Vec<_>>().join("\n\n")).collect();
     let mut earlier_code = String::new();
+    let mut last_heading: Option<String> = None;
     let mut chunks = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
         let text = &texts[i];
+        let heading = match g.units.first() {
+            Some(Unit::Heading { text, .. }) => Some(text.clone()),
+            _ => last_heading.clone(),
+        };
+        if let Some(Unit::Heading { text, .. }) = g.units.iter().rev().find(|u| matches!(u, Unit::Heading { .. })) {
+            last_heading = Some(text.clone());
+        }
         let ordinal = i as u32;
         let mut images: Vec<String> = Vec::new();
         let mut code_blocks = Vec::new();
@@ -312,6 +362,8 @@ fn finish(document_id: &str, groups: Vec<Group>, limits: &PlanChunking) -> Vec<C
             prior_code,
             previous_text,
             next_text,
+            heading,
+            parts: g.units.iter().map(Unit::part).collect(),
         });
     }
     chunks

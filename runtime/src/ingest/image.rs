@@ -18,6 +18,9 @@ use image::{DynamicImage, ImageEncoder, ImageReader, RgbImage, RgbaImage};
 use sdc_compiler::plan::PlanImages;
 use sha2::{Digest, Sha256};
 
+/// Names the normal form; bumped whenever the same input would normalise to other bytes.
+pub const NORMAL_FORM: &str = "sdc-image-normal-form-1";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Normalized {
     pub id: String,

@@ -144,7 +144,81 @@ impl SourceInput {
 
 /// Ingests every file of every source with `threads` worker threads (0 = one per core).
 pub fn ingest(sources: &[SourceInput], chunking: &PlanChunking, images: &PlanImages, threads: usize) -> Ingested {
-    let cache = ImageCache::default();
+    ingest_cached(sources, chunking, images, threads, None)
+}
+
+/// A persistent cache of normalised images, keyed by the sha256 of the raw bytes together with
+/// the limits and [`image::NORMAL_FORM`]: normalising is the slow part of ingest, and its result
+/// is a pure function of that key.
+pub trait NormalCache: Sync {
+    fn get(&self, key: &[u8; 32]) -> Option<Normalized>;
+    fn put(&self, key: &[u8; 32], normalized: &Normalized);
+}
+
+fn normal_key(raw: &[u8], mime: Option<&str>, limits: &PlanImages) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(image::NORMAL_FORM.as_bytes());
+    h.update([0]);
+    h.update(Sha256::digest(raw));
+    h.update(mime.unwrap_or("").as_bytes());
+    h.update([0]);
+    for n in [limits.max_side, limits.max_pixels, limits.max_bytes] {
+        h.update(n.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Normalised images in the store: the PNG as an object (named by its sha256, the image id)
+/// and a `normalized` journal entry from the raw key to the image's id, size and format.
+pub struct StoreCache<'s> {
+    store: &'s crate::store::Store,
+    journal: Option<Mutex<crate::store::Journal>>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct NormalEntry {
+    id: String,
+    width: u32,
+    height: u32,
+    format: String,
+}
+
+impl<'s> StoreCache<'s> {
+    /// A cache over the store; a store whose journal cannot be opened just caches nothing.
+    pub fn new(store: &'s crate::store::Store) -> Self {
+        StoreCache { store, journal: store.journal("normalized").ok().map(Mutex::new) }
+    }
+}
+
+impl NormalCache for StoreCache<'_> {
+    fn get(&self, key: &[u8; 32]) -> Option<Normalized> {
+        let bytes = self.journal.as_ref()?.lock().ok()?.get(key).ok()??;
+        let e: NormalEntry = serde_json::from_slice(&bytes).ok()?;
+        let png = self.store.get_object(&e.id).ok()??;
+        Some(Normalized { id: e.id, png, width: e.width, height: e.height, format: e.format })
+    }
+
+    fn put(&self, key: &[u8; 32], n: &Normalized) {
+        let Some(journal) = &self.journal else { return };
+        if self.store.put_object(&n.png).is_err() {
+            return;
+        }
+        let entry = NormalEntry { id: n.id.clone(), width: n.width, height: n.height, format: n.format.clone() };
+        if let (Ok(bytes), Ok(mut j)) = (serde_json::to_vec(&entry), journal.lock()) {
+            let _ = j.put(*key, &bytes);
+        }
+    }
+}
+
+/// [`ingest`] with a persistent cache of normalised images.
+pub fn ingest_cached(
+    sources: &[SourceInput],
+    chunking: &PlanChunking,
+    images: &PlanImages,
+    threads: usize,
+    persistent: Option<&dyn NormalCache>,
+) -> Ingested {
+    let cache = ImageCache { persistent, ..Default::default() };
     let jobs: Vec<(&SourceInput, &str, DocKind)> =
         sources.iter().flat_map(|s| s.files.iter().map(move |(p, k)| (s, p.as_str(), *k))).collect();
     let run = || -> Vec<FileResult> {
@@ -209,7 +283,7 @@ fn ingest_file(
     kind: DocKind,
     chunking: &PlanChunking,
     limits: &PlanImages,
-    cache: &ImageCache,
+    cache: &ImageCache<'_>,
 ) -> FileResult {
     let skip = |reason: SkipReason| FileResult {
         skipped: Some(Skipped { source: source.name.clone(), path: rel.to_string(), reason }),
@@ -348,7 +422,7 @@ fn resolve(
     doc_dir: &Path,
     reference: &str,
     limits: &PlanImages,
-    cache: &ImageCache,
+    cache: &ImageCache<'_>,
 ) -> Result<(Arc<Normalized>, Option<String>), String> {
     let r = reference.trim();
     if r.is_empty() {
@@ -429,15 +503,30 @@ fn clean(path: &Path) -> PathBuf {
 /// Normalised images by file path and by embedded-bytes hash, shared by all workers: an image
 /// used by many documents is decoded once. Which worker fills an entry first cannot change it.
 #[derive(Default)]
-struct ImageCache {
+struct ImageCache<'p> {
     files: Mutex<HashMap<PathBuf, Outcome>>,
     embedded: Mutex<HashMap<[u8; 32], Outcome>>,
+    persistent: Option<&'p dyn NormalCache>,
 }
 
 /// A normalised image, or why it could not be used.
 type Outcome = Result<Arc<Normalized>, String>;
 
-impl ImageCache {
+impl ImageCache<'_> {
+    /// Normalises through the persistent cache, when there is one.
+    fn normalize(&self, data: &[u8], mime: Option<&str>, limits: &PlanImages) -> Outcome {
+        let Some(persistent) = self.persistent else {
+            return image::normalize(data, mime, limits).map(Arc::new).map_err(|e| e.to_string());
+        };
+        let key = normal_key(data, mime, limits);
+        if let Some(hit) = persistent.get(&key) {
+            return Ok(Arc::new(hit));
+        }
+        let n = image::normalize(data, mime, limits).map_err(|e| e.to_string())?;
+        persistent.put(&key, &n);
+        Ok(Arc::new(n))
+    }
+
     fn file(&self, path: &Path, limits: &PlanImages) -> Result<Arc<Normalized>, String> {
         if let Some(hit) = self.files.lock().ok().and_then(|m| m.get(path).cloned()) {
             return hit;
@@ -453,7 +542,7 @@ impl ImageCache {
                 .and_then(|e| e.to_str())
                 .filter(|e| e.eq_ignore_ascii_case("svg"))
                 .map(|_| "image/svg+xml");
-            image::normalize(&data, mime, limits).map(Arc::new).map_err(|e| e.to_string())
+            self.normalize(&data, mime, limits)
         })();
         if let Ok(mut m) = self.files.lock() {
             m.insert(path.to_path_buf(), computed.clone());
@@ -466,7 +555,7 @@ impl ImageCache {
         if let Some(hit) = self.embedded.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return hit;
         }
-        let computed = image::normalize(data, Some(mime), limits).map(Arc::new).map_err(|e| e.to_string());
+        let computed = self.normalize(data, Some(mime), limits);
         if let Ok(mut m) = self.embedded.lock() {
             m.insert(key, computed.clone());
         }

@@ -1,0 +1,228 @@
+//! Model calls through the response store.
+//!
+//! A stage holds a [`Conversation`] per item: its template's `system` block, then one user
+//! message per step (`user`, `refine`, `test`, `correction`, …) and the model's replies. Each
+//! step becomes a canonical [`ChatRequest`]; its key is looked up in the `responses` journal and
+//! only a miss reaches a provider, whose reply is stored before it is used. Either way the reply
+//! is validated against the step's schema, and the call is counted — made or served — in the
+//! stage's statistics and the item's trace.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sdc_compiler::hash::derive_seed;
+use sdc_compiler::plan::{PlanModel, PlanStage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::outcome::Books;
+use super::prompts::{PromptError, Prompts};
+use super::replies::{ReplyError, ReplySchema};
+use crate::model::{self, BuiltinCall, CallMeta, ChatRequest, Message, Part, Role, StoredResponse};
+use crate::store::{Journal, StoreError};
+
+/// One call, as provenance and traces record it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallTrace {
+    pub stage: String,
+    pub step: String,
+    pub model: String,
+    pub request: String,
+    pub response: String,
+    pub served_from_store: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("{0}")]
+    Provider(String),
+    #[error("{model} replied with something invalid at step `{step}`: {error}")]
+    Reply { model: String, step: String, error: ReplyError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CallError {
+    /// Whether the whole build must stop (the store is broken), whatever the stage's policy.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, CallError::Store(_))
+    }
+}
+
+pub struct Caller<'a> {
+    pub prompts: &'a Prompts,
+    pub responses: Mutex<Journal>,
+    pub requests: Mutex<Journal>,
+    pub books: &'a Mutex<Books>,
+    pub models: &'a [PlanModel],
+}
+
+pub struct Conversation<'s> {
+    stage: &'s PlanStage,
+    template: String,
+    label: String,
+    messages: Vec<Message>,
+    images: Vec<String>,
+    steps: u32,
+}
+
+impl<'s> Conversation<'s> {
+    /// A conversation for one item (`label`, its id) with one of the stage's templates; `images`
+    /// are attached to the first user message.
+    pub fn new(stage: &'s PlanStage, template: &str, label: &str, images: Vec<String>) -> Self {
+        Conversation {
+            stage,
+            template: template.to_string(),
+            label: label.to_string(),
+            messages: Vec::new(),
+            images,
+            steps: 0,
+        }
+    }
+
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+}
+
+/// A validated reply: the schema's fields by name, and the model's finish note (the builtin
+/// generator explains there why it declined).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub fields: BTreeMap<String, String>,
+    pub note: Option<String>,
+}
+
+impl Reply {
+    pub fn get(&self, field: &str) -> &str {
+        self.fields.get(field).map_or("", String::as_str)
+    }
+}
+
+impl Caller<'_> {
+    fn model(&self, alias: &str) -> Option<&PlanModel> {
+        self.models.iter().find(|m| m.alias == alias)
+    }
+
+    /// Renders `step`, asks the model (or the store), validates the reply and records it.
+    pub async fn ask(
+        &self,
+        conv: &mut Conversation<'_>,
+        step: &str,
+        vars: &Value,
+        inputs: &Value,
+        schema: &ReplySchema,
+        trace: &mut Vec<CallTrace>,
+    ) -> Result<Reply, CallError> {
+        let stage_name = conv.stage.kind.as_str();
+        let model = self
+            .model(&conv.stage.model)
+            .ok_or_else(|| CallError::Provider(format!("model `{}` is not in the plan", conv.stage.model)))?;
+        if conv.messages.is_empty() && self.prompts.has_block(&conv.template, "system") {
+            let system = self.prompts.render(&conv.template, "system", vars)?;
+            conv.messages.push(Message::text(Role::System, system));
+        }
+        let text = self.prompts.render(&conv.template, step, vars)?;
+        let mut content = vec![Part::Text { text }];
+        if conv.steps == 0 {
+            content.extend(conv.images.iter().map(|id| Part::Image { sha256: id.clone() }));
+        }
+        conv.messages.push(Message { role: Role::User, content });
+        conv.steps += 1;
+        let builtin = model.provider == "builtin";
+        let request = ChatRequest {
+            model: model.resolved.clone(),
+            messages: conv.messages.clone(),
+            temperature: conv.stage.temperature,
+            top_p: model.top_p,
+            max_tokens: conv.stage.max_tokens,
+            seed: derive_seed(conv.stage.seed, &format!("{}/{step}/{}", conv.label, conv.steps)),
+            response_schema: Some(schema.to_response_schema()),
+            builtin: builtin.then(|| BuiltinCall {
+                stage: stage_name.to_string(),
+                step: step.to_string(),
+                inputs: inputs.clone(),
+                revision: model::builtin::REVISION,
+            }),
+        };
+        let key = request.key();
+        let stored = lock(&self.responses).get(&key)?;
+        let (stored, served) = match stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok()) {
+            Some(s) => (s, true),
+            None => {
+                let started = Instant::now();
+                let started_at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let response = if builtin {
+                    model::builtin::complete(&request).map_err(|e| CallError::Provider(e.to_string()))?
+                } else {
+                    return Err(CallError::Provider(format!(
+                        "model `{}` ({}) needs the OpenAI-compatible provider, which this build of sdc does not include yet",
+                        model.alias, model.resolved
+                    )));
+                };
+                let meta = CallMeta {
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    started_at_ms,
+                    attempts: 1,
+                    endpoint: if builtin {
+                        "builtin".into()
+                    } else {
+                        model.endpoints.first().cloned().unwrap_or_default()
+                    },
+                    mode: "online".into(),
+                };
+                let stored = StoredResponse { response, meta };
+                let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+                lock(&self.requests).put(
+                    key,
+                    model::json::canonical(&serde_json::to_value(&request).unwrap_or(Value::Null)).as_bytes(),
+                )?;
+                lock(&self.responses).put(key, &bytes)?;
+                (stored, false)
+            }
+        };
+        let usage = stored.response.usage;
+        {
+            let mut books = lock(self.books);
+            let s = books.stage(stage_name);
+            if served {
+                s.calls_served += 1;
+            } else {
+                s.calls_made += 1;
+            }
+            s.prompt_tokens += usage.prompt_tokens;
+            s.completion_tokens += usage.completion_tokens;
+            s.cost += model::cost(model, usage);
+        }
+        trace.push(CallTrace {
+            stage: stage_name.to_string(),
+            step: step.to_string(),
+            model: stored.response.model.clone(),
+            request: hex::encode(key),
+            response: stored.response.hash(),
+            served_from_store: served,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        });
+        conv.messages.push(Message::text(Role::Assistant, stored.response.content.clone()));
+        let fields = schema.parse(&stored.response.content).map_err(|error| CallError::Reply {
+            model: model.resolved.clone(),
+            step: step.to_string(),
+            error,
+        })?;
+        let note = stored.response.finish_reason.as_deref().and_then(|f| f.strip_prefix("stop: ")).map(str::to_string);
+        Ok(Reply { fields, note })
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update; the data is still usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

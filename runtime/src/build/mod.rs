@@ -1,0 +1,529 @@
+//! The executor: a locked [`Plan`] in, a dataset archive and a [`BuildReport`] out.
+//!
+//! Order of work (ARCHITECTURE.md has the picture): ingest (documents → images and chunks),
+//! then every image through transcribe → image filter and every chunk through the chunk
+//! filter, then allocation over what survived, then every task through plan → candidate filter
+//! → answer (+ verification) → curate → classify, then dedup, split and packaging.
+//!
+//! Determinism: items are processed concurrently, but every result is keyed by the item's
+//! content id and gathered in id order; every model call goes through the response store and
+//! every verification through the verdict cache, so an interrupted build resumes where it
+//! stopped and a repeated build reproduces the same bytes. Nothing is lost silently: each item
+//! ends with a [`Fate`], and the build fails if the books do not close.
+
+pub mod calls;
+pub mod context;
+pub mod inputs;
+pub mod items;
+pub mod outcome;
+pub mod package;
+pub mod progress;
+pub mod prompts;
+pub mod replies;
+pub mod report;
+pub mod tasks;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sdc_compiler::plan::{Plan, PlanStage};
+use sdc_compiler::spec::{StageKind, TaskType};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use self::calls::{Caller, lock};
+use self::inputs::{CategoryInfo, ChunkView, TargetImage, TaskInput};
+use self::items::{ChunkOutcome, ImageOutcome};
+use self::outcome::{Books, StageFate};
+use self::progress::Progress;
+use self::prompts::Prompts;
+pub use self::report::BuildReport;
+use self::tasks::{Attempt, TaskRecord};
+use crate::allocation;
+use crate::ingest::{self, Ingested, SourceInput};
+use crate::model::json::canonical;
+use crate::store::{Journal, Store, StoreError};
+use crate::verify::{self, Verdict, environment, program, runner::Runner};
+
+/// Where things are and how hard to work; nothing here changes what a build produces.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The spec's directory: relative paths in the plan resolve against it.
+    pub spec_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    pub store_dir: PathBuf,
+    /// Where verification environments live (default: `<store>/envs`).
+    pub envs_dir: PathBuf,
+    pub archive: PathBuf,
+    /// Items in flight at once.
+    pub concurrency: usize,
+    /// Ingest worker threads (0 = one per core).
+    pub ingest_threads: usize,
+    pub progress: progress::Mode,
+    /// The lockfile's sha256 and the command that reproduces the build, for provenance.
+    pub lock_sha256: String,
+    pub reproduce: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Prompt(#[from] prompts::PromptError),
+    #[error(transparent)]
+    Environment(#[from] environment::EnvError),
+    #[error("the build stopped: {0}")]
+    Stopped(String),
+    #[error("the build's books do not close, so no archive was written:\n  {}", .0.join("\n  "))]
+    Books(Vec<String>),
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
+}
+
+/// Verification: the runner and the verdict cache.
+struct Verifier {
+    runner: Runner,
+    env_key: String,
+    verdicts: Mutex<Journal>,
+    slots: tokio::sync::Semaphore,
+    sandbox: String,
+}
+
+impl Verifier {
+    async fn verify(&self, program: &program::Program, books: &Mutex<Books>) -> Result<Verdict, String> {
+        let identity = json!({
+            "source": program.source,
+            "entry_point": program.entry_point,
+            "environment": self.env_key,
+            "timeout_ms": self.runner.timeout.as_millis() as u64,
+            "harness": verify::runner::HARNESS_SHA256.as_str(),
+            "sandbox": self.sandbox,
+        });
+        let key: [u8; 32] = Sha256::digest(canonical(&identity).as_bytes()).into();
+        if let Some(bytes) = lock(&self.verdicts).get(&key).map_err(|e| e.to_string())?
+            && let Ok(v) = serde_json::from_slice::<Verdict>(&bytes)
+        {
+            lock(books).stage("verification").calls_served += 1;
+            return Ok(v);
+        }
+        let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let run = self.runner.run(program).await.map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(&run.verdict).unwrap_or_default();
+        lock(&self.verdicts).put(key, &bytes).map_err(|e| e.to_string())?;
+        let mut b = lock(books);
+        let s = b.stage("verification");
+        s.calls_made += 1;
+        s.wall_ms += run.duration.as_millis() as u64;
+        Ok(run.verdict)
+    }
+}
+
+/// What stages share while a build runs.
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub caller: Caller<'a>,
+    books: &'a Mutex<Books>,
+    verifier: Option<Verifier>,
+    pub categories: Vec<CategoryInfo>,
+    stop: AtomicBool,
+    stop_reason: Mutex<Option<String>>,
+    progress: &'a Progress,
+}
+
+impl Ctx<'_> {
+    pub fn stage(&self, kind: StageKind) -> Option<&PlanStage> {
+        self.plan.stages.iter().find(|s| s.kind == kind)
+    }
+
+    /// The stage's template for a task type (or its only template).
+    pub fn template<'s>(&self, stage: &'s PlanStage, task: Option<TaskType>) -> &'s str {
+        stage
+            .prompts
+            .iter()
+            .find(|p| p.task.is_none() || p.task == task)
+            .or(stage.prompts.first())
+            .map_or("", |p| p.template.as_str())
+    }
+
+    pub fn count(&self, kind: StageKind, fate: StageFate) {
+        lock(self.books).count(kind.as_str(), &fate);
+        self.progress.tick(kind.as_str());
+    }
+
+    /// Stops the build: items not yet started fail with "stopped", and no archive is written.
+    pub fn stop(&self, reason: String) {
+        let mut r = lock(&self.stop_reason);
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The test-quality gate: `None` if the test runs and fails against a stub, else the problem.
+    async fn check_test(
+        &self,
+        rec: &mut TaskRecord,
+        question: &str,
+        entry_point: &str,
+        test: &str,
+    ) -> Result<Option<String>, String> {
+        if !test.contains("def check") {
+            return Ok(Some("the test defines no `check(candidate)` function".into()));
+        }
+        if !test.contains("assert") {
+            return Ok(Some("the test has no assertion".into()));
+        }
+        let Some(verifier) = &self.verifier else {
+            return Ok(Some("the spec has no `verify` block, so code cannot be verified".into()));
+        };
+        let stub = program::stub(&rec.input.question_type, question, entry_point);
+        let p = program::program(&stub, test, entry_point);
+        let verdict = verifier.verify(&p, self.books).await?;
+        rec.attempts.push(Attempt {
+            against: "stub".into(),
+            attempt: rec.attempts.iter().filter(|a| a.against == "stub").count() as u32 + 1,
+            code_sha256: hex::encode(Sha256::digest(p.source.as_bytes())),
+            verdict: verdict.clone(),
+        });
+        use verify::Outcome;
+        Ok(match verdict.outcome {
+            Outcome::Passed => Some("the test passed against a stub whose body is `pass`: it checks too little".into()),
+            Outcome::SyntaxError | Outcome::ImportError | Outcome::NoCheck => {
+                Some(format!("the test does not run: {}", verdict.summary()))
+            }
+            _ => None,
+        })
+    }
+
+    async fn run_verification(
+        &self,
+        rec: &mut TaskRecord,
+        against: &str,
+        attempt: u32,
+        solution: &str,
+    ) -> Result<Verdict, String> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(Verdict {
+                outcome: verify::Outcome::NoResult,
+                exception: String::new(),
+                message: "the spec has no `verify` block".into(),
+            });
+        };
+        let p = program::program(solution, &rec.candidate.test_code, &rec.candidate.entry_point);
+        let verdict = verifier.verify(&p, self.books).await?;
+        rec.attempts.push(Attempt {
+            against: against.into(),
+            attempt,
+            code_sha256: hex::encode(Sha256::digest(p.source.as_bytes())),
+            verdict: verdict.clone(),
+        });
+        Ok(verdict)
+    }
+}
+
+/// Everything the build produced before packaging, in id order.
+pub struct Outcomes {
+    pub ingested: Ingested,
+    pub images: BTreeMap<String, ImageOutcome>,
+    pub chunks: BTreeMap<String, ChunkOutcome>,
+    pub allocation: allocation::Allocation,
+    pub tasks: BTreeMap<String, TaskRecord>,
+}
+
+/// Runs a build.
+pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let started = Instant::now();
+    let store = Store::open(&opts.store_dir)?;
+    let prompts = Prompts::load(&opts.prompts_dir, plan)?;
+    let books = Mutex::new(Books::default());
+    let progress = Progress::new(opts.progress);
+
+    // Ingest.
+    let t = Instant::now();
+    let sources = SourceInput::from_plan(plan, &opts.spec_dir);
+    let ingested = {
+        let cache = ingest::StoreCache::new(&store);
+        ingest::ingest_cached(&sources, &plan.chunking, &plan.images, opts.ingest_threads, Some(&cache))
+    };
+    {
+        let mut b = lock(&books);
+        let s = b.stage("ingest");
+        s.items_in = plan.sources.iter().map(|s| s.files.len() as u64).sum();
+        s.items_out = ingested.documents.len() as u64;
+        s.rejected = ingested.skipped.len() as u64;
+        s.wall_ms = t.elapsed().as_millis() as u64;
+    }
+    progress.note(format!(
+        "ingested {} documents: {} images, {} chunks ({} skipped, {} unresolved image references)",
+        ingested.documents.len(),
+        ingested.images.len(),
+        ingested.chunks.len(),
+        ingested.skipped.len(),
+        ingested.unresolved.len()
+    ));
+
+    // Verification environment, only when code tasks are planned.
+    let wants_code = plan.allocation.types.iter().any(|t| t.task.is_code() && t.planned > 0);
+    let verifier = match (&plan.verify, wants_code) {
+        (Some(v), true) => {
+            let requirements = opts.spec_dir.join(&v.requirements);
+            let req = environment::Request {
+                base_python: &v.python,
+                python_version: &v.python_version,
+                requirements: Some(&requirements),
+                requirements_sha256: &v.requirements_sha256,
+                envs_dir: &opts.envs_dir,
+            };
+            let env = environment::ensure(&req, &|m| progress.note(m)).await?;
+            let slots = v.concurrency.map_or_else(num_cpus, |c| c as usize).max(1);
+            Some(Verifier {
+                runner: Runner {
+                    python: env.python.clone(),
+                    env_root: env.root.clone(),
+                    timeout: Duration::from_millis(v.timeout_ms),
+                    scratch: store.root().join("tmp"),
+                },
+                env_key: env.key,
+                verdicts: Mutex::new(store.journal("verdicts")?),
+                slots: tokio::sync::Semaphore::new(slots),
+                sandbox: "none".into(),
+            })
+        }
+        _ => None,
+    };
+
+    let caller = Caller {
+        prompts: &prompts,
+        responses: Mutex::new(store.journal("responses")?),
+        requests: Mutex::new(store.journal("requests")?),
+        books: &books,
+        models: &plan.models,
+    };
+    let ctx = Ctx {
+        plan,
+        caller,
+        books: &books,
+        verifier,
+        categories: plan
+            .categories
+            .iter()
+            .map(|(n, d)| CategoryInfo { name: n.clone(), description: d.clone() })
+            .collect(),
+        stop: AtomicBool::new(false),
+        stop_reason: Mutex::new(None),
+        progress: &progress,
+    };
+    let n = opts.concurrency.max(1);
+
+    // Images and chunks.
+    let t = Instant::now();
+    progress.start("transcribe", ingested.images.len() as u64);
+    progress.start("image_filter", ingested.images.len() as u64);
+    let images: BTreeMap<String, ImageOutcome> = futures::stream::iter(ingested.images.iter())
+        .map(|img| items::image(&ctx, img, &ingested.documents))
+        .buffer_unordered(n)
+        .map(|o| (o.id.clone(), o))
+        .collect()
+        .await;
+    progress.finish("transcribe");
+    progress.finish("image_filter");
+    add_wall(&books, &["transcribe", "image_filter"], t);
+    let doc_paths: BTreeMap<&str, String> =
+        ingested.documents.iter().map(|d| (d.id.as_str(), format!("{}/{}", d.source, d.path))).collect();
+    let t = Instant::now();
+    progress.start("chunk_filter", ingested.chunks.len() as u64);
+    let chunks: BTreeMap<String, ChunkOutcome> = futures::stream::iter(ingested.chunks.iter())
+        .map(|c| items::chunk(&ctx, c, doc_paths.get(c.document_id.as_str()).map_or("", String::as_str)))
+        .buffer_unordered(n)
+        .map(|o| (o.id.clone(), o))
+        .collect()
+        .await;
+    progress.finish("chunk_filter");
+    add_wall(&books, &["chunk_filter"], t);
+    if let Some(reason) = lock(&ctx.stop_reason).clone() {
+        return Err(BuildError::Stopped(reason));
+    }
+
+    // Allocation.
+    let usable: BTreeSet<&str> = images.values().filter(|o| o.fate.is_accepted()).map(|o| o.id.as_str()).collect();
+    let candidates: Vec<allocation::ChunkCandidates> = ingested
+        .chunks
+        .iter()
+        .filter(|c| chunks.get(&c.id).is_some_and(|o| o.fate.is_accepted()))
+        .map(|c| allocation_input(&ctx, c, &images, &usable))
+        .collect();
+    let t = Instant::now();
+    let allocated = allocation::allocate(&candidates, &plan.allocation, plan.allocation.seed);
+    {
+        // Allocation creates the task items: each planned task enters the task stages.
+        let mut b = lock(&books);
+        let s = b.stage("allocation");
+        s.items_in = allocated.tasks.len() as u64;
+        s.items_out = allocated.tasks.len() as u64;
+        s.wall_ms = t.elapsed().as_millis() as u64;
+    }
+
+    // Tasks.
+    let t = Instant::now();
+    let chunk_by_id: BTreeMap<&str, &ingest::chunk::Chunk> =
+        ingested.chunks.iter().map(|c| (c.id.as_str(), c)).collect();
+    let inputs: Vec<TaskInput> = allocated
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let chunk = chunk_by_id.get(t.chunk_id.as_str())?;
+            Some(task_input(&ingested, chunk, t, &images))
+        })
+        .collect();
+    for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
+        progress.start(stage, inputs.len() as u64);
+    }
+    let tasks: BTreeMap<String, TaskRecord> = futures::stream::iter(inputs)
+        .map(|input| tasks::task(&ctx, input))
+        .buffer_unordered(n)
+        .map(|r| (r.input.task_id.clone(), r))
+        .collect()
+        .await;
+    for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
+        progress.finish(stage);
+    }
+    add_wall(&books, &["plan", "candidate_filter", "answer", "curate", "classify"], t);
+    if let Some(reason) = lock(&ctx.stop_reason).clone() {
+        return Err(BuildError::Stopped(reason));
+    }
+    drop(ctx);
+
+    let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks };
+    let packaged = package::package(plan, opts, &store, &outcomes, &books)?;
+    {
+        let mut b = lock(&books);
+        link_stages(&mut b, plan);
+        let problems = b.check();
+        if !problems.is_empty() {
+            return Err(BuildError::Books(problems));
+        }
+    }
+    let report = report::report(plan, &outcomes, &packaged, &lock(&books), started.elapsed());
+    Ok(report)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn add_wall(books: &Mutex<Books>, stages: &[&str], since: Instant) {
+    let ms = since.elapsed().as_millis() as u64;
+    let mut b = lock(books);
+    for s in stages {
+        b.stage(s).wall_ms += ms;
+    }
+}
+
+/// The links between stages whose counts must agree.
+fn link_stages(b: &mut Books, plan: &Plan) {
+    let present = |k: StageKind| plan.stages.iter().any(|s| s.kind == k);
+    if present(StageKind::Transcribe) && present(StageKind::ImageFilter) {
+        b.link("transcribe", "image_filter");
+    }
+    let task_stages: Vec<&str> =
+        [StageKind::Plan, StageKind::CandidateFilter, StageKind::Answer, StageKind::Curate, StageKind::Classify]
+            .into_iter()
+            .filter(|k| present(*k))
+            .map(StageKind::as_str)
+            .collect();
+    let mut chain: Vec<&str> = Vec::new();
+    chain.push("allocation");
+    chain.extend(task_stages);
+    chain.push("dedup");
+    chain.push("split");
+    for pair in chain.windows(2) {
+        b.link(pair[0], pair[1]);
+    }
+}
+
+/// A chunk as allocation sees it.
+fn allocation_input(
+    ctx: &Ctx<'_>,
+    c: &ingest::chunk::Chunk,
+    images: &BTreeMap<String, ImageOutcome>,
+    usable: &BTreeSet<&str>,
+) -> allocation::ChunkCandidates {
+    let mut text_chars = 0u64;
+    let mut code_chars = 0u64;
+    for part in &c.parts {
+        match part {
+            ingest::chunk::ChunkPart::Code { code, .. } => code_chars += code.chars().count() as u64,
+            ingest::chunk::ChunkPart::Text { text } | ingest::chunk::ChunkPart::Heading { text, .. } => {
+                text_chars += text.chars().count() as u64
+            }
+            ingest::chunk::ChunkPart::Image { .. } => {}
+        }
+    }
+    let hint = ctx.plan.allocation.balance_categories.then(|| {
+        crate::model::builtin::category_hint(&ctx.categories, &c.id, &context::render(&c.parts), c.heading.as_deref())
+    });
+    allocation::ChunkCandidates {
+        chunk: allocation::ChunkFeatures {
+            chunk_id: c.id.clone(),
+            document_id: c.document_id.clone(),
+            text_chars: text_chars + code_chars,
+            code_blocks: c.code_blocks.len() as u64,
+            code_chars,
+            has_neighbours: !c.previous_text.is_empty() || !c.next_text.is_empty(),
+            category_hint: hint,
+        },
+        images: c
+            .images
+            .iter()
+            .filter(|id| usable.contains(id.as_str()))
+            .filter_map(|id| images.get(id))
+            .map(|o| allocation::ImageFeatures { image_id: o.id.clone(), image_type: o.image_type.clone() })
+            .collect(),
+    }
+}
+
+fn task_input(
+    ingested: &Ingested,
+    chunk: &ingest::chunk::Chunk,
+    task: &allocation::Task,
+    images: &BTreeMap<String, ImageOutcome>,
+) -> TaskInput {
+    let document = ingested.documents.iter().find(|d| d.id == chunk.document_id);
+    let view = ChunkView {
+        id: chunk.id.clone(),
+        document_id: chunk.document_id.clone(),
+        document_path: document.map(|d| format!("{}/{}", d.source, d.path)).unwrap_or_default(),
+        document_title: document.and_then(|d| d.title.clone()),
+        heading: chunk.heading.clone(),
+        parts: chunk.parts.clone(),
+        prior_code: chunk.prior_code.clone(),
+        previous_text: chunk.previous_text.clone(),
+        next_text: chunk.next_text.clone(),
+    };
+    let image = task.image_id.as_ref().and_then(|id| images.get(id)).map(|o| {
+        // The image as it appears in this chunk's document, when it is used there.
+        let record = ingested.images.iter().find(|r| r.id == o.id);
+        let local = record.and_then(|r| r.uses.iter().find(|u| u.document_id == chunk.document_id));
+        TargetImage {
+            id: o.id.clone(),
+            alt_text: local.map_or_else(|| o.info.alt_text.clone(), |u| u.alt.clone()),
+            image_type: o.image_type.clone(),
+            transcription: o.transcription.clone(),
+            generating_code: local
+                .and_then(|u| u.generating_code.clone())
+                .unwrap_or_else(|| o.info.code_context.clone()),
+            surrounding_text: local.map_or_else(|| o.info.surrounding_text.clone(), |u| u.context.clone()),
+        }
+    });
+    let context = context::context(&view, image.as_ref());
+    TaskInput { task_id: task.id.clone(), question_type: task.task.as_str().to_string(), chunk: view, image, context }
+}

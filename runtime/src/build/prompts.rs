@@ -1,0 +1,72 @@
+//! Prompt templates at build time: loaded once, checked against the hashes the lock pinned, and
+//! rendered block by block into chat messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use sdc_compiler::plan::Plan;
+use sdc_compiler::templates;
+use serde_json::Value;
+
+/// Rendering is bounded: a template that loops forever fails instead of hanging a build.
+const FUEL: u64 = 5_000_000;
+
+pub struct Prompts {
+    env: minijinja::Environment<'static>,
+    /// Template name → sha256 pinned in the lock.
+    pub hashes: BTreeMap<String, String>,
+    blocks: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("{0}")]
+    Load(String),
+    #[error(
+        "prompt template `{name}` changed since the lock (sha256 {locked} → {actual}); run `sdc lock` (or `sdc build` without `--frozen`)"
+    )]
+    Drift { name: String, locked: String, actual: String },
+    #[error("rendering block `{block}` of `{template}` failed: {message}")]
+    Render { template: String, block: String, message: String },
+}
+
+impl Prompts {
+    pub fn load(dir: &Path, plan: &Plan) -> Result<Prompts, PromptError> {
+        let mut hashes = BTreeMap::new();
+        let mut blocks = BTreeMap::new();
+        for stage in &plan.stages {
+            for p in &stage.prompts {
+                let loaded = templates::load(dir, &p.template).map_err(PromptError::Load)?;
+                let actual = loaded.digest();
+                if !p.sha256.is_empty() && actual != p.sha256 {
+                    return Err(PromptError::Drift { name: p.template.clone(), locked: p.sha256.clone(), actual });
+                }
+                let mut names = templates::block_names(&loaded.source);
+                for (_, text) in &loaded.includes {
+                    names.extend(templates::block_names(text));
+                }
+                blocks.insert(p.template.clone(), names);
+                hashes.insert(p.template.clone(), actual);
+            }
+        }
+        let mut env = templates::environment(dir);
+        env.set_fuel(Some(FUEL));
+        Ok(Prompts { env, hashes, blocks })
+    }
+
+    /// Whether the template defines the block.
+    pub fn has_block(&self, template: &str, block: &str) -> bool {
+        self.blocks.get(template).is_some_and(|b| b.contains(block))
+    }
+
+    /// Renders one block with the stage's variables; surrounding whitespace is trimmed.
+    pub fn render(&self, template: &str, block: &str, vars: &Value) -> Result<String, PromptError> {
+        let err =
+            |message: String| PromptError::Render { template: template.to_string(), block: block.to_string(), message };
+        let t = self.env.get_template(template).map_err(|e| err(e.to_string()))?;
+        let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+        let mut captured = t.render_captured(ctx).map_err(|e| err(e.to_string()))?;
+        let text = captured.with_state_mut(|state| state.render_block(block)).map_err(|e| err(e.to_string()))?;
+        Ok(text.trim().to_string())
+    }
+}

@@ -1,0 +1,226 @@
+//! Model calls as data: the canonical request, the response, and the key that ties them.
+//!
+//! A [`ChatRequest`] is what sdc asks a model, in a provider-neutral canonical form: the resolved
+//! model id, the messages (an image is referred to by the sha256 of its normalised PNG, never by
+//! its bytes), the sampling parameters, the seed and the JSON schema of the expected reply. For
+//! the builtin generator it also carries the stage's structured inputs, which is what that
+//! generator reads. [`ChatRequest::key`] — the sha256 of the canonical JSON — is the request's
+//! identity in the response store: the same request is answered from the store, whichever build
+//! or spec asks it. What a response took (tokens, latency, when) is kept beside it and never
+//! enters any identity.
+
+pub mod builtin;
+pub mod json;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// A part of a message: text, or an image by content id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    Text { text: String },
+    Image { sha256: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+}
+
+impl Message {
+    pub fn text(role: Role, text: impl Into<String>) -> Message {
+        Message { role, content: vec![Part::Text { text: text.into() }] }
+    }
+
+    /// The message's text parts joined (images left out).
+    pub fn plain_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text { text } = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+/// What the builtin generator needs besides the messages: which stage and conversation step
+/// is asking, and that stage's structured inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuiltinCall {
+    pub stage: String,
+    pub step: String,
+    pub inputs: Value,
+    /// The generator's rule revision ([`builtin::REVISION`]).
+    pub revision: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The resolved model id from the lock (`builtin/rules@0.1.0`, `gpt-4o-2024-08-06`, …).
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub max_tokens: u64,
+    pub seed: u64,
+    /// The JSON schema the reply must satisfy, with its name.
+    pub response_schema: Option<ResponseSchema>,
+    pub builtin: Option<BuiltinCall>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseSchema {
+    pub name: String,
+    pub schema: Value,
+}
+
+impl ChatRequest {
+    /// The request's identity: sha256 of its canonical JSON.
+    pub fn key(&self) -> [u8; 32] {
+        Sha256::digest(json::canonical(&self.to_value()).as_bytes()).into()
+    }
+
+    pub fn key_hex(&self) -> String {
+        hex::encode(self.key())
+    }
+
+    fn to_value(&self) -> Value {
+        // Plain data with string keys: serialising cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Characters of text the request carries (messages only), for token estimates.
+    pub fn text_chars(&self) -> usize {
+        self.messages.iter().map(|m| m.plain_text().chars().count()).sum()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A model's reply, as far as it matters to the dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub content: String,
+    /// The model id the server says answered.
+    pub model: String,
+    pub system_fingerprint: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Usage,
+}
+
+impl ChatResponse {
+    /// The response's identity for provenance: what the dataset depends on, no metadata.
+    pub fn hash(&self) -> String {
+        let v = serde_json::json!({
+            "content": self.content,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "finish_reason": self.finish_reason,
+        });
+        hex::encode(Sha256::digest(json::canonical(&v).as_bytes()))
+    }
+}
+
+/// How a call went, kept beside the response and never part of any identity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallMeta {
+    pub latency_ms: u64,
+    /// Milliseconds since the Unix epoch when the call started.
+    pub started_at_ms: u64,
+    pub attempts: u32,
+    /// `host:port` of the endpoint that answered, or `builtin`.
+    pub endpoint: String,
+    /// `online` or `batch`.
+    pub mode: String,
+}
+
+/// The value stored under a request's key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub response: ChatResponse,
+    pub meta: CallMeta,
+}
+
+/// What a call cost at the plan's prices; the builtin generator is free whatever the spec says.
+pub fn cost(model: &sdc_compiler::plan::PlanModel, usage: Usage) -> f64 {
+    if model.provider == "builtin" {
+        return 0.0;
+    }
+    usage.prompt_tokens as f64 / 1000.0 * model.price_input_per_1k
+        + usage.completion_tokens as f64 / 1000.0 * model.price_output_per_1k
+}
+
+/// A rough token count for text when a server reports none: about four characters a token.
+pub fn estimate_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            model: "builtin/rules@0.1.0".into(),
+            messages: vec![
+                Message::text(Role::System, "sys"),
+                Message {
+                    role: Role::User,
+                    content: vec![Part::Text { text: "hi".into() }, Part::Image { sha256: "ab".into() }],
+                },
+            ],
+            temperature: 0.2,
+            top_p: None,
+            max_tokens: 100,
+            seed: 7,
+            response_schema: None,
+            builtin: Some(BuiltinCall {
+                stage: "classify".into(),
+                step: "user".into(),
+                inputs: serde_json::json!({"b": 1, "a": [2]}),
+                revision: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_key_covers_every_field_and_nothing_else() {
+        let base = request();
+        let k = base.key();
+        assert_eq!(k, request().key());
+        let mut r = request();
+        r.seed = 8;
+        assert_ne!(r.key(), k);
+        let mut r = request();
+        r.temperature = 0.3;
+        assert_ne!(r.key(), k);
+        let mut r = request();
+        r.messages[1].content[1] = Part::Image { sha256: "cd".into() };
+        assert_ne!(r.key(), k);
+        let mut r = request();
+        r.builtin = Some(BuiltinCall {
+            stage: "classify".into(),
+            step: "user".into(),
+            inputs: serde_json::json!({"a": [2], "b": 1}),
+            revision: 1,
+        });
+        assert_eq!(r.key(), k, "map order is not identity");
+        insta::assert_snapshot!(json::canonical(&base.to_value()), @r#"{"builtin":{"inputs":{"a":[2],"b":1},"revision":1,"stage":"classify","step":"user"},"max_tokens":100,"messages":[{"content":[{"text":"sys","type":"text"}],"role":"system"},{"content":[{"text":"hi","type":"text"},{"sha256":"ab","type":"image"}],"role":"user"}],"model":"builtin/rules@0.1.0","response_schema":null,"seed":7,"temperature":0.2,"top_p":null}"#);
+    }
+}

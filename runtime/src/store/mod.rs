@@ -1,0 +1,193 @@
+//! The local store (`.sdc/` by default): everything a build has computed that is worth keeping,
+//! addressed by content.
+//!
+//! - `objects/ab/cdef…`: immutable blobs named by the sha256 of their bytes (normalised images,
+//!   finished archives). Written to a temporary file and renamed into place, so a reader sees a
+//!   whole object or none.
+//! - `journal/<kind>/NNNNNN.log`: append-only, checksummed key → value records ([`Journal`]):
+//!   model responses keyed by their canonical request, verification verdicts, cached results.
+//!   Each build appends to a segment of its own; a record torn by `kill -9` fails its checksum
+//!   and is ignored on the next open, so the store never holds half a result.
+//! - `lock`: held (exclusively) by the build using the store, so two builds never interleave.
+//!
+//! Nothing here decides what a key means; callers hash their canonical inputs. The store is a
+//! cache of facts, never of decisions: deleting it costs time (and, for model calls, money), not
+//! correctness.
+
+mod journal;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use journal::{Journal, JournalStats};
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever the layout changes in a way older sdc versions could misread.
+pub const STORE_FORMAT: &str = "sdc-store-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the store at `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the store at `{0}` is in use by another sdc process (its lock file is held); wait for it or use another `--store`"
+    )]
+    Busy(PathBuf),
+    #[error(
+        "the store at `{path}` has format `{found}`, this sdc reads `{STORE_FORMAT}`; move it away or use another `--store`"
+    )]
+    Format { path: PathBuf, found: String },
+    #[error("store object {id} is corrupt: its content hashes to {actual}")]
+    Corrupt { id: String, actual: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// An open store. Dropping it releases the lock.
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+    /// Names temporary files uniquely within this process.
+    tmp_counter: Mutex<u64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and takes its lock; fails at once if
+    /// another process holds it.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(root).map_err(io(root))?;
+        let format_file = root.join("FORMAT");
+        match fs::read_to_string(&format_file) {
+            Ok(found) if found.trim() == STORE_FORMAT => {}
+            Ok(found) => return Err(StoreError::Format { path: root.to_path_buf(), found: found.trim().to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::write(&format_file, format!("{STORE_FORMAT}\n")).map_err(io(&format_file))?;
+            }
+            Err(e) => return Err(io(&format_file)(e)),
+        }
+        let lock_path = root.join("lock");
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Busy(root.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        for dir in ["objects", "journal", "tmp"] {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        Ok(Store { root: root.to_path_buf(), _lock: lock, tmp_counter: Mutex::new(0) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens the journal of one kind (`responses`, `verdicts`, …), reading its index.
+    pub fn journal(&self, kind: &str) -> Result<Journal, StoreError> {
+        Journal::open(&self.root.join("journal").join(kind))
+    }
+
+    fn object_path(&self, id: &str) -> PathBuf {
+        let (head, tail) = id.split_at(2.min(id.len()));
+        self.root.join("objects").join(head).join(tail)
+    }
+
+    /// Stores a blob and returns its id (sha256 hex). Storing an existing blob is a no-op.
+    pub fn put_object(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let id = hex::encode(Sha256::digest(bytes));
+        let path = self.object_path(&id);
+        if path.is_file() {
+            return Ok(id);
+        }
+        self.write_atomically(&path, bytes)?;
+        Ok(id)
+    }
+
+    /// A blob by id, checked against its id; `None` when the store does not have it.
+    pub fn get_object(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.object_path(id);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != id {
+                    return Err(StoreError::Corrupt { id: id.to_string(), actual });
+                }
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Writes `bytes` to `dest` through a temporary file in the store and a rename, so `dest`
+    /// is never seen half-written. `dest` must be on the store's file system.
+    pub fn write_atomically(&self, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let n = {
+            let mut c = self.tmp_counter.lock().unwrap_or_else(|p| p.into_inner());
+            *c += 1;
+            *c
+        };
+        let tmp = self.root.join("tmp").join(format!("{}-{n}", std::process::id()));
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, dest).map_err(io(dest))
+    }
+}
+
+/// Writes a file outside the store atomically: a temporary sibling, then a rename.
+pub fn write_file_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_round_trip_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.put_object(b"hello").unwrap();
+        assert_eq!(id, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(store.get_object(&id).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(store.put_object(b"hello").unwrap(), id);
+        assert!(store.get_object(&"0".repeat(64)).unwrap().is_none());
+        fs::write(store.object_path(&id), b"tampered").unwrap();
+        assert!(matches!(store.get_object(&id), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Busy(_))));
+        drop(first);
+        assert!(Store::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_foreign_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("FORMAT"), "something-else\n").unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Format { .. })));
+    }
+}

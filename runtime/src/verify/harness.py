@@ -1,0 +1,68 @@
+# The verification harness: runs one program (a solution followed by its test) and reports a
+# structured verdict. The report is one line on stdout that starts with a nonce read from stdin
+# before the program runs, so code under test cannot forge it by printing or by exiting early:
+# without the report the verdict is "no result".
+import sys
+
+
+def main():
+    nonce = sys.stdin.readline().strip()
+    sys.stdin.close()
+    import json
+    import traceback
+
+    path, entry, call_check = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    out = sys.stdout
+
+    def report(outcome, exception="", message=""):
+        out.write("\n%s %s\n" % (nonce, json.dumps({"outcome": outcome, "exception": exception, "message": message[-4000:]})))
+        out.flush()
+
+    def excerpt(exc):
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        # Frames of the harness itself say nothing about the program.
+        kept = [l for l in lines if 'harness.py"' not in l]
+        return "".join(kept[-12:])
+
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    try:
+        code = compile(source, "solution.py", "exec")
+    except SyntaxError as e:
+        report("syntax_error", type(e).__name__, excerpt(e))
+        return
+    namespace = {"__name__": "__main__", "__file__": "solution.py"}
+    try:
+        exec(code, namespace)
+        if call_check:
+            check = namespace.get("check")
+            candidate = namespace.get(entry)
+            if check is None:
+                report("no_check", "", "the test defines no `check(candidate)` function")
+                return
+            if candidate is None:
+                report("exception", "NameError", "the solution defines no `%s`" % entry)
+                return
+            check(candidate)
+    except AssertionError as e:
+        report("assertion_failed", "AssertionError", excerpt(e))
+        return
+    except (ImportError, ModuleNotFoundError) as e:
+        report("import_error", type(e).__name__, excerpt(e))
+        return
+    except SyntaxError as e:
+        report("syntax_error", type(e).__name__, excerpt(e))
+        return
+    except MemoryError as e:
+        report("memory", "MemoryError", excerpt(e))
+        return
+    except SystemExit as e:
+        report("exited", "SystemExit", "the program exited (code %r) before its test completed" % (e.code,))
+        return
+    except BaseException as e:
+        report("exception", type(e).__name__, excerpt(e))
+        return
+    report("passed")
+
+
+main()
