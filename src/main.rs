@@ -127,6 +127,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Check a dataset archive: every file's hash against its manifest, and that nothing in it is unsafe to unpack.
+    #[command(
+        after_help = "Examples:\n  sdc verify dist/quantum-assistant-0.1.0.tar.zst\n  sdc verify dist/quantum-assistant-0.1.0.tar.zst --format json"
+    )]
+    Verify {
+        /// The `.tar.zst` archive to verify.
+        archive: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
@@ -170,6 +180,7 @@ fn main() -> ExitCode {
                 json: format == Format::Json,
             },
         ),
+        Command::Verify { archive, format } => commands::verify::run(&out, &archive, format == Format::Json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

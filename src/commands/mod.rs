@@ -6,6 +6,7 @@ pub mod fmt;
 pub mod inspect;
 pub mod lock;
 pub mod plan;
+pub mod verify;
 
 /// A command failed and has already said why.
 #[derive(Debug)]

@@ -82,6 +82,18 @@ fn a_rebuild_is_served_from_the_store_and_reuses_the_archive() {
     assert_eq!(total(&second, "calls_served"), total(&first, "calls_made"));
     assert_eq!(stage(&second, "verification")["calls_made"], 0, "no code runs twice");
     assert_eq!(second["package"]["reused"], true);
+
+    // `sdc verify` recomputes every hash; a damaged archive is refused, naming the problem.
+    let ok = p.sdc(&["verify", ARCHIVE]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    assert!(ok.stdout.contains(first["package"]["manifest_sha256"].as_str().expect("manifest")), "{}", ok.stdout);
+    let mut bytes = std::fs::read(p.path(ARCHIVE)).expect("archive");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(p.path("damaged.tar.zst"), bytes).expect("write");
+    let bad = p.sdc(&["verify", "damaged.tar.zst"]);
+    assert_eq!(bad.code, 1, "{}", bad.transcript());
+    assert!(bad.stderr.contains("damaged.tar.zst"), "{}", bad.stderr);
 }
 
 #[test]
