@@ -236,6 +236,9 @@ mod tests {
         write_tar_zst(&files, 1, 3, &mut out).unwrap();
         let size = zstd::zstd_safe::get_frame_content_size(&out).unwrap();
         assert_eq!(size, Some(512 + 512 + 1024 + 512 + 512 + 1024));
+        // Frame header descriptor (the byte after the magic number): bit 2 is the checksum flag.
+        assert_eq!(out[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+        assert_ne!(out[4] & 0b100, 0, "content checksum on");
         let mut seen = Vec::new();
         walk(out.as_slice(), &Limits::default(), |p, size, r| {
             let mut data = Vec::new();
