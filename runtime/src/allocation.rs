@@ -1055,9 +1055,9 @@ mod tests {
 
     #[test]
     fn category_balancing_fills_quotas_best_first() {
-        // 30 chunks in `a` (QA 0.7) score higher than the 10 in `b` (0.55) and the 5 without a hint (0.5). 20 picks with
-        // weights a:1, b:1, none:1 → quotas 7/7/6 → no-hint bucket has 5, its 1 spare goes to
-        // the others: 8/7/5 or 7/8/5 by largest remainder.
+        // 30 chunks in `a` (QA 0.7) score higher than the 10 in `b` (0.55) and the 5 without a
+        // hint (0.5). 20 picks with weights a:1, b:1, none:1 → quotas 7/7/6, but the no-hint
+        // bucket has only 5: its spare 1 goes to the others by largest remainder, `a` first.
         let mut chunks = Vec::new();
         for i in 0..30 {
             let mut c = chunk(&format!("a{i:02}"), 900, 0, &[]);

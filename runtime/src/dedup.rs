@@ -11,10 +11,10 @@
 //!    5-grams; code (fenced blocks, and the whole answer of a code task without fences) keeps its
 //!    case and punctuation and is cut into 5-grams of identifier, number and operator tokens.
 //!    Question and answer shingles are kept apart (a question's words never match an answer's).
-//!    Permutations are universal hashes `(a·x + b) mod (2³¹ − 1)` (see [`Permutations`] for why not 2⁶¹ − 1) with `a, b` derived from the
-//!    build seed; shingles are hashed with xxh3. Pairs sharing a band bucket are verified by the
-//!    exact Jaccard similarity of their shingle sets (≥ threshold), so LSH decides only which
-//!    pairs are looked at, never what is a duplicate.
+//!    Permutations are universal hashes `(a·x + b) mod (2³¹ − 1)` (see [`Permutations`] for why
+//!    not 2⁶¹ − 1) with `a, b` derived from the build seed; shingles are hashed with xxh3. Pairs
+//!    sharing a band bucket are verified by the exact Jaccard similarity of their shingle sets
+//!    (≥ threshold), so LSH decides only which pairs are looked at, never what is a duplicate.
 //!
 //! **Images partition everything.** An item's image id (or "none") is part of its exact key and of
 //! every LSH bucket key, and is checked again before a pair is verified: two items about different
