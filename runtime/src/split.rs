@@ -26,12 +26,19 @@
 //!   `2m` other groups. In a stratum where the new group has `c` items, each of the two cuts
 //!   moves relative to the existing items by at most `c` positions, so at most `2c` existing items
 //!   change the split they want, and a group can change only if one of its items did.
-//! - With groups of one item, every (stratum, split) count is within 1 of `n·ratio` (strictly).
-//!   With larger groups the deviation in a stratum is at most the items of the groups that
-//!   straddle a cut there plus those of groups outvoted by their other strata.
+//! - With groups of one item, every (stratum, split) count is within 1 of `n·ratio` (strictly),
+//!   and the same holds per stratum whenever each group's items sit in one stratum.
+//!
+//! **Known limitation.** When groups spread over many strata (documents of 1–40 items over 42
+//! strata, in the test below), a group's position is about the same in every stratum, so the
+//! vote is essentially a cut of the seeded group order: overall ratios stay within about 1 point
+//! of their targets, but per stratum the balance is no better than assigning whole groups at
+//! random (measured over 10 seeds: the same mean deviation, up to 10 % of a stratum's size).
+//! A greedy iterative stratification would balance those strata better, at the price of the
+//! bounded-change promise.
 //!
 //! It deliberately does not minimise the deviation globally (the greedy iterative stratification
-//! of Sechidis et al. balances multi-stratum groups a little better but cannot bound how many
+//! of Sechidis et al. balances multi-stratum groups better but cannot bound how many
 //! groups move when one is added: every later decision depends on every earlier one), and it does
 //! not group by anything but the `group` field: callers who want connected components over shared
 //! chunks or images compute them and pass the component id as the group.
@@ -340,8 +347,11 @@ mod tests {
         let r = split(&items, &FLAGSHIP, 5);
         assert_eq!(r.leakage, 0);
         let total = items.len() as f64;
-        for a in &r.achieved {
-            assert!((a.ratio - a.target).abs() < 0.03, "{:?} of {total}", r.achieved);
+        for seed in 0..10 {
+            let r = split(&items, &FLAGSHIP, seed);
+            for a in &r.achieved {
+                assert!((a.ratio - a.target).abs() < 0.015, "{:?} of {total}", r.achieved);
+            }
         }
     }
 
@@ -378,7 +388,11 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
-        fn a_disjoint_exhaustive_partition_without_leakage(items in arb_items(), ratios in arb_ratios(), seed in any::<u64>()) {
+        fn a_disjoint_exhaustive_partition_without_leakage(
+            items in arb_items(),
+            ratios in arb_ratios(),
+            seed in any::<u64>(),
+        ) {
             let r = split(&items, &ratios, seed);
             let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
             ids.sort_unstable();
@@ -397,7 +411,11 @@ mod tests {
         }
 
         #[test]
-        fn independent_of_input_order_and_stable_for_a_seed(items in arb_items(), ratios in arb_ratios(), seed in any::<u64>()) {
+        fn independent_of_input_order_and_stable_for_a_seed(
+            items in arb_items(),
+            ratios in arb_ratios(),
+            seed in any::<u64>(),
+        ) {
             let r = split(&items, &ratios, seed);
             let mut reversed = items.clone();
             reversed.reverse();
@@ -431,7 +449,11 @@ mod tests {
             ratios in arb_ratios(),
             seed in any::<u64>(),
         ) {
-            let items: Vec<_> = strata.iter().enumerate().map(|(k, s)| item(&format!("i{k:03}"), &format!("g{k}"), &format!("s{s}"))).collect();
+            let items: Vec<_> = strata
+                .iter()
+                .enumerate()
+                .map(|(k, s)| item(&format!("i{k:03}"), &format!("g{k}"), &format!("s{s}")))
+                .collect();
             let r = split(&items, &ratios, seed);
             if items.len() > 1 {
                 for s in &r.strata {
