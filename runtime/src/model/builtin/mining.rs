@@ -95,8 +95,9 @@ pub fn answer(task: &TaskInput, candidate: &Candidate) -> Result<String, String>
 
 struct Source {
     function: Function,
-    /// Index of the cell that defines the function among [`cells`].
-    cell: usize,
+    /// Index of the cell that defines the function among [`cells`]; `None` when the function
+    /// comes from the document's earlier code (a chunk may draw what an earlier one defined).
+    cell: Option<usize>,
 }
 
 /// Functions defined in the chunk's cells, in order.
@@ -104,32 +105,52 @@ fn chunk_functions(task: &TaskInput) -> Vec<Source> {
     cells(task)
         .iter()
         .enumerate()
-        .flat_map(|(k, c)| python::functions(c.code).into_iter().map(move |function| Source { function, cell: k }))
+        .flat_map(|(k, c)| python::functions(c.code).into_iter().map(move |function| Source { function, cell: Some(k) }))
         .collect()
 }
 
+/// The chunk's functions, then those of the earlier code it does not redefine.
+fn functions_in_scope(task: &TaskInput) -> Vec<Source> {
+    let mut out = chunk_functions(task);
+    for function in python::functions(&task.chunk.prior_code) {
+        if !out.iter().any(|s| s.function.name == function.name) {
+            out.push(Source { function, cell: None });
+        }
+    }
+    out
+}
+
 fn find_function(task: &TaskInput, name: &str) -> Option<Source> {
-    chunk_functions(task).into_iter().find(|s| s.function.name == name)
+    functions_in_scope(task).into_iter().find(|s| s.function.name == name)
 }
 
 fn mine_code(task: &TaskInput) -> Result<Mined, String> {
-    let mut sources: Vec<Source> =
-        chunk_functions(task).into_iter().filter(|s| s.function.docstring.is_some()).collect();
+    let documented = |s: &Source| s.function.docstring.is_some();
+    let sources: Vec<Source> = match &task.image {
+        Some(image) => {
+            let produced = produced_function(task, &image.id).ok_or("no mined function produced the image's circuit")?;
+            let found: Vec<Source> = functions_in_scope(task).into_iter().filter(|s| s.function.name == produced).collect();
+            if !found.iter().any(documented) {
+                return Err(format!("the function `{produced}` that drew the image has no docstring"));
+            }
+            found.into_iter().filter(documented).collect()
+        }
+        None => chunk_functions(task).into_iter().filter(documented).collect(),
+    };
     if sources.is_empty() {
         return Err("no function with a docstring in this chunk".into());
     }
-    if let Some(image) = &task.image {
-        let produced = produced_function(task, &image.id).ok_or("no mined function produced the image's circuit")?;
-        sources.retain(|s| s.function.name == produced);
-        if sources.is_empty() {
-            return Err(format!("the function `{produced}` that drew the image has no docstring"));
+    // Prefer functions whose recorded output gives a test; among them pick per task.
+    let mut why = String::new();
+    let mut tested: Vec<(Source, String)> = Vec::new();
+    for s in sources {
+        match test_for(task, &s).or_else(|e| reference_test(task, &s).map_err(|_| e)) {
+            Ok(t) => tested.push((s, t)),
+            Err(e) => why = e,
         }
     }
-    // Prefer functions whose recorded output gives a test; among them pick per task.
-    let mut tested: Vec<(Source, String)> =
-        sources.into_iter().filter_map(|s| test_for(task, &s).ok().map(|t| (s, t))).collect();
     if tested.is_empty() {
-        return Err("no function of this chunk has demo code with recorded printed output to test against".into());
+        return Err(format!("nothing to test a mined function against: {why}"));
     }
     let (source, test_code) = tested.swap_remove(pick(&task.task_id, "function", tested.len()));
     let f = &source.function;
@@ -142,25 +163,21 @@ fn mine_code(task: &TaskInput) -> Result<Mined, String> {
     Ok(Mined { question, entry_point: f.name.clone(), test_code })
 }
 
-/// The function whose result the image's generating cell draws: `x.draw()` where `x = f(…)`,
-/// or a call `f(…).draw()`, looked up in the chunk's cells up to the drawing one.
+/// The function whose result the image's generating cell draws: `x.draw()` where `x = f(…)`
+/// (assigned in an earlier cell or earlier code), or a call `f(…).draw()`.
 fn produced_function(task: &TaskInput, image_id: &str) -> Option<String> {
     let cells = cells(task);
     let at = cells.iter().position(|c| c.images.iter().any(|i| i == image_id))?;
-    let functions: Vec<String> = chunk_functions(task).into_iter().map(|s| s.function.name).collect();
+    let functions: Vec<String> = functions_in_scope(task).into_iter().map(|s| s.function.name).collect();
     let drawing = cells[at].code;
     let used = python::names_used(drawing);
     if let Some(f) = functions.iter().find(|f| used.contains(*f)) {
         return Some(f.clone());
     }
-    // `bell.draw("mpl")` after `bell = bell_pair()` in an earlier cell.
-    for cell in cells[..=at].iter().rev() {
-        for line in cell.code.lines() {
-            let Some((target, value)) = line.split_once('=') else { continue };
-            let target = target.trim();
-            if line.starts_with(' ') || !used.contains(target) || value.starts_with('=') {
-                continue;
-            }
+    let earlier = std::iter::once(task.chunk.prior_code.as_str()).chain(cells[..=at].iter().map(|c| c.code));
+    let assignments: Vec<(String, String)> = earlier.flat_map(top_level_assignments).collect();
+    for (target, value) in assignments.iter().rev() {
+        if used.contains(target) {
             let called = python::names_used(value);
             if let Some(f) = functions.iter().find(|f| called.contains(*f)) {
                 return Some(f.clone());
@@ -168,6 +185,22 @@ fn produced_function(task: &TaskInput, image_id: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// One-line top-level assignments `name = value` of a piece of code, in order.
+fn top_level_assignments(code: &str) -> Vec<(String, String)> {
+    code.lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#']))
+        .filter_map(|l| {
+            let (target, value) = l.split_once('=')?;
+            let target = target.trim();
+            let single = value.chars().filter(|c| matches!(c, '(' | '[' | '{')).count()
+                == value.chars().filter(|c| matches!(c, ')' | ']' | '}')).count();
+            let plain = !target.is_empty() && target.chars().all(|c| c.is_alphanumeric() || c == '_');
+            (plain && single && !value.starts_with('=') && !value.trim().is_empty())
+                .then(|| (target.to_string(), format!("{target} = {}", value.trim())))
+        })
+        .collect()
 }
 
 /// Every name the function uses is a parameter, a local, an import of the chunk or a builtin:
@@ -243,7 +276,7 @@ fn code_generation_question(task: &TaskInput, source: &Source) -> String {
         text.push_str("Write a function that builds the circuit shown in the image. ");
     } else {
         let cells = cells(task);
-        let intro = cells.get(source.cell).and_then(|c| intro_before(task, c.index));
+        let intro = source.cell.and_then(|k| cells.get(k)).and_then(|c| intro_before(task, c.index));
         if let Some(intro) = intro {
             text.push_str(&intro);
             text.push(' ');
@@ -294,18 +327,34 @@ fn intro_before(task: &TaskInput, index: usize) -> Option<String> {
     (keep.chars().count() >= 20).then_some(keep)
 }
 
-/// The test: the cell's demo code, run against the candidate, must print what the notebook
+/// The test: the cell's own demo code, run against the candidate, must print what the notebook
 /// recorded.
 fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
     let cells = cells(task);
     let name = &source.function.name;
-    let same = cells.get(source.cell).map(|c| (python::statements_outside_functions(c.code), c.outputs));
-    let later = cells.iter().skip(source.cell + 1).map(|c| (c.code.to_string(), c.outputs));
-    let (demo, outputs) = same
+    // Demo code: the rest of the defining cell, else a later cell of the chunk.
+    let first_later = source.cell.map_or(0, |k| k + 1);
+    let same = source
+        .cell
+        .and_then(|k| cells.get(k))
+        .map(|c| (c.index, python::statements_outside_functions(c.code), c.outputs));
+    let later = cells.iter().skip(first_later).map(|c| (c.index, c.code.to_string(), c.outputs));
+    // Names bound to the function's result in earlier code (`bell = bell_pair()`) count as uses.
+    let prior_assignments = top_level_assignments(&task.chunk.prior_code);
+    let earlier = |at: usize| -> Vec<(String, String)> {
+        prior_assignments
+            .iter()
+            .cloned()
+            .chain(cells.iter().filter(|c| c.index < at).flat_map(|c| top_level_assignments(c.code)))
+            .collect()
+    };
+    let (demo_at, demo, outputs) = same
         .into_iter()
         .chain(later)
-        .find(|(demo, outputs)| {
-            python::names_used(demo).contains(name)
+        .find(|(at, demo, outputs)| {
+            let used = python::names_used(demo);
+            let via = earlier(*at).iter().any(|(t, v)| used.contains(t) && python::names_used(v).contains(name));
+            (used.contains(name) || via)
                 && !outputs.is_empty()
                 && demo.contains("print(")
                 && !python::ends_with_bare_expression(demo)
@@ -316,7 +365,7 @@ fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
     if expected.is_empty() || expected.len() > 4000 {
         return Err("the recorded output is empty or too long to compare".into());
     }
-    // What the demo needs besides the candidate: imports, helper functions, earlier values.
+    // What the demo needs besides the candidate: imports, earlier values, helper functions.
     let imports = all_imports(task);
     let mut known: BTreeSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
     for statement in &imports {
@@ -324,35 +373,40 @@ fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
     }
     known.insert(name.clone());
     known.extend(python::assigned_names(&demo));
+    let assignments = earlier(demo_at);
+    let definitions: Vec<Function> =
+        functions_in_scope(task).into_iter().map(|s| s.function).filter(|f| f.name != *name).collect();
     let mut helpers: Vec<String> = Vec::new();
-    let definitions: Vec<Function> = std::iter::once(task.chunk.prior_code.as_str())
-        .chain(cells.iter().map(|c| c.code))
-        .flat_map(python::functions)
-        .filter(|f| f.name != *name)
-        .collect();
+    let mut values: Vec<String> = Vec::new();
     let mut needed: Vec<String> = python::names_used(&demo).into_iter().filter(|n| !known.contains(n)).collect();
     while let Some(n) = needed.pop() {
         if known.contains(&n) {
             continue;
         }
-        let Some(def) = definitions.iter().find(|f| f.name == n) else {
+        known.insert(n.clone());
+        if let Some((_, statement)) = assignments.iter().rev().find(|(t, _)| *t == n) {
+            needed.extend(python::names_used(statement).into_iter().filter(|m| !known.contains(m)));
+            values.insert(0, statement.clone());
+        } else if let Some(def) = definitions.iter().find(|f| f.name == n) {
+            known.extend(def.params.iter().map(|p| p.name.clone()));
+            known.extend(python::assigned_names(&def.body));
+            needed.extend(python::names_used(&def.body).into_iter().filter(|m| !known.contains(m)));
+            helpers.insert(0, def.source.clone());
+        } else {
             return Err(format!("the demo code uses `{n}`, which this chunk does not define"));
-        };
-        known.insert(n);
-        known.extend(def.params.iter().map(|p| p.name.clone()));
-        known.extend(python::assigned_names(&def.body));
-        needed.extend(python::names_used(&def.body).into_iter().filter(|m| !known.contains(m)));
-        helpers.insert(0, def.source.clone());
+        }
     }
     let literal = serde_json::to_string(&expected).unwrap_or_default();
+    let setup: String = values.iter().map(|v| format!("    {v}\n")).collect();
     let body: String =
         demo.lines().map(|l| if l.is_empty() { String::new() } else { format!("        {l}\n") }).collect();
+    let used: BTreeSet<String> = python::names_used(&demo)
+        .into_iter()
+        .chain(helpers.iter().flat_map(|h| python::names_used(h)))
+        .chain(values.iter().flat_map(|v| python::names_used(v)))
+        .collect();
     let mut test = String::from("import contextlib\nimport io\n");
-    for statement in imports.iter().filter(|s| {
-        let used: BTreeSet<String> =
-            python::names_used(&demo).into_iter().chain(helpers.iter().flat_map(|h| python::names_used(h))).collect();
-        python::imported_names(s).iter().any(|n| used.contains(n))
-    }) {
+    for statement in imports.iter().filter(|s| python::imported_names(s).iter().any(|n| used.contains(n))) {
         test.push_str(statement);
         test.push('\n');
     }
@@ -362,9 +416,26 @@ fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
         test.push('\n');
     }
     test.push_str(&format!(
-        "\n\ndef check(candidate):\n    {name} = candidate\n    out = io.StringIO()\n    with contextlib.redirect_stdout(out):\n{body}    printed = out.getvalue().strip()\n    expected = {literal}\n    assert printed == expected, f\"printed {{printed!r}}, expected {{expected!r}}\"\n"
+        "\n\ndef check(candidate):\n    {name} = candidate\n{setup}    out = io.StringIO()\n    with contextlib.redirect_stdout(out):\n{body}    printed = out.getvalue().strip()\n    expected = {literal}\n    assert printed == expected, f\"printed {{printed!r}}, expected {{expected!r}}\"\n"
     ));
     Ok(test)
+}
+
+/// For a function that builds a circuit and needs no arguments: a test comparing the candidate's
+/// circuit with the documented function's own, by size and by unitary (final measurements
+/// removed). Used when no printed output gives a test.
+fn reference_test(task: &TaskInput, source: &Source) -> Result<String, String> {
+    let f = &source.function;
+    let circuit = f.returns.as_deref().is_some_and(|r| r.contains("QuantumCircuit"));
+    if !circuit || f.params.iter().any(|p| !p.has_default) {
+        return Err(format!("`{}` is not a circuit-building function without required arguments", f.name));
+    }
+    let reference = format!("_reference_{}", f.name);
+    let source_code = f.source.replacen(&format!("def {}(", f.name), &format!("def {reference}("), 1);
+    let imports: String = imports_for(task, &f.source).iter().map(|i| format!("{i}\n")).collect();
+    Ok(format!(
+        "{imports}from qiskit.quantum_info import Operator\n\n\n{source_code}\n\n\ndef check(candidate):\n    got, want = candidate(), {reference}()\n    assert got.num_qubits == want.num_qubits, f\"{{got.num_qubits}} qubits, expected {{want.num_qubits}}\"\n    assert got.num_clbits == want.num_clbits, f\"{{got.num_clbits}} classical bits, expected {{want.num_clbits}}\"\n    a = got.remove_final_measurements(inplace=False)\n    b = want.remove_final_measurements(inplace=False)\n    assert Operator(a).equiv(Operator(b)), \"the circuit does not implement the expected unitary\"\n"
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,6 +758,37 @@ mod tests {
         let (q, a) = mine_qa(&task("qa", Some(image))).unwrap();
         assert_eq!(q, "What does the circuit shown in the image do?");
         assert!(a.starts_with("The image shows the Bell circuit"), "{a}");
+    }
+
+    /// A chunk that draws what an earlier chunk defined: the function comes from the earlier code,
+    /// and the demo uses the value that code assigned.
+    #[test]
+    fn image_tasks_reach_into_earlier_code() {
+        let mut t = task("function_completion", Some(circuit_image()));
+        let ChunkPart::Code { code, .. } = &t.chunk.parts[3] else { unreachable!() };
+        t.chunk.prior_code = format!("from qiskit import QuantumCircuit\n\n{code}");
+        t.chunk.parts.truncate(2);
+        t.chunk.parts.push(ChunkPart::Code {
+            language: Some("python".into()),
+            code: "bell.draw(\"mpl\")".into(),
+            outputs: vec![],
+            images: vec!["img1".into()],
+        });
+        t.chunk.parts.push(ChunkPart::Code {
+            language: Some("python".into()),
+            code: "print(bell.depth())".into(),
+            outputs: vec!["2".into()],
+            images: vec![],
+        });
+        let m = mine(&t).unwrap();
+        assert_eq!(m.entry_point, "bell_pair");
+        assert!(m.test_code.contains("    bell_pair = candidate\n    bell = bell_pair()\n"), "{}", m.test_code);
+        assert!(m.test_code.contains("        print(bell.depth())\n"), "{}", m.test_code);
+        // Without printed output the circuit is compared with the documented function's own.
+        t.chunk.parts.pop();
+        let m = mine(&t).unwrap();
+        assert!(m.test_code.contains("def _reference_bell_pair() -> QuantumCircuit:"), "{}", m.test_code);
+        assert!(m.test_code.contains("Operator(a).equiv(Operator(b))"), "{}", m.test_code);
     }
 
     #[test]
