@@ -1419,6 +1419,9 @@ fn extract_image(doc: &Document, id: ObjectId, limits: &ParseLimits) -> Result<E
             if (w as u64) * (h as u64) > MAX_IMAGE_PIXELS {
                 return Err(problem(&label, format!("more than {MAX_IMAGE_PIXELS} pixels")));
             }
+            if let Some(source) = pass_through(doc, stream, &filters, &space, bpc, (width, height)) {
+                return finish(source, None, limits, &label);
+            }
             let data = stream.decompressed_content().map_err(|e| problem(&label, format!("cannot be decoded: {e}")))?;
             let bpc = usize::try_from(bpc).unwrap_or(8);
             let scale = !matches!(space, ColourSpace::Indexed { .. });
@@ -1453,6 +1456,186 @@ fn extract_image(doc: &Document, id: ObjectId, limits: &ParseLimits) -> Result<E
         }
     };
     finish(source, None, limits, &label)
+}
+
+/// Flate-compressed 8-bit grey or RGB samples, wrapped as they are (never inflated) in a file
+/// the image normaliser reads: a PNG when the PDF applied PNG predictors (its rows then carry
+/// PNG's filter bytes), a Deflate TIFF otherwise. `None` when the image needs decoding here:
+/// other filters or depths, a palette, an inverted `/Decode`, or a soft mask that is not fully
+/// opaque (an opaque one, common in plotting libraries' output, is dropped as decoding would).
+fn pass_through(
+    doc: &Document,
+    stream: &Stream,
+    filters: &[String],
+    space: &ColourSpace,
+    bpc: i64,
+    (width, height): (usize, usize),
+) -> Option<ImageSource> {
+    let dict = &stream.dict;
+    let channels: u8 = match space {
+        ColourSpace::Gray => 1,
+        ColourSpace::Rgb => 3,
+        ColourSpace::Indexed { .. } => return None,
+    };
+    if filters != ["FlateDecode"] || bpc != 8 || is_inverted_decode(doc, dict) {
+        return None;
+    }
+    let (w, h) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
+    let params = dict.get(b"DecodeParms").ok().and_then(|o| deref(doc, o));
+    let params = match params {
+        Some(Object::Dictionary(d)) => Some(d),
+        Some(Object::Array(a)) => a.first().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()),
+        _ => None,
+    };
+    let param = |key: &[u8], default: i64| params.and_then(|p| int(doc, p, key)).unwrap_or(default);
+    let predictor = param(b"Predictor", 1);
+    if predictor >= 10
+        && (param(b"Colors", 1) != i64::from(channels)
+            || param(b"BitsPerComponent", 8) != 8
+            || param(b"Columns", 1) != i64::from(w))
+    {
+        return None;
+    }
+    if !matches!(predictor, 1 | 2 | 10..=15) {
+        return None;
+    }
+    if dict.get(b"SMask").ok().and_then(|o| deref(doc, o)).is_some_and(|o| !o.is_null())
+        && !opaque_soft_mask(doc, dict, width, height)
+    {
+        return None;
+    }
+    let data = &stream.content;
+    Some(if predictor >= 10 {
+        ImageSource::Bytes { mime: "image/png".to_string(), data: png_file(w, h, channels, data) }
+    } else {
+        ImageSource::Bytes { mime: "image/tiff".to_string(), data: tiff_file(w, h, channels, predictor == 2, data)? }
+    })
+}
+
+/// Whether `/SMask` is a Flate-compressed 8-bit grey mask of the image's size whose every
+/// sample is 255; inflated in small pieces, stopping at the first other value.
+fn opaque_soft_mask(doc: &Document, dict: &Dictionary, width: usize, height: usize) -> bool {
+    use std::io::Read;
+    let Some(mask) = dict.get(b"SMask").ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_stream().ok()) else {
+        return false;
+    };
+    let size = (int(doc, &mask.dict, b"Width"), int(doc, &mask.dict, b"Height"));
+    let plain = mask.dict.get(b"DecodeParms").is_err() && mask.dict.get(b"Decode").is_err();
+    if size != (i64::try_from(width).ok(), i64::try_from(height).ok())
+        || filter_names(doc, &mask.dict) != ["FlateDecode"]
+        || int(doc, &mask.dict, b"BitsPerComponent").unwrap_or(8) != 8
+        || !plain
+    {
+        return false;
+    }
+    let Some(expected) = width.checked_mul(height) else { return false };
+    let mut decoder = flate2::read::ZlibDecoder::new(mask.content.as_slice());
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut seen = 0usize;
+    while seen < expected {
+        match decoder.read(&mut buffer) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                let n = n.min(expected - seen);
+                if buffer.get(..n).is_none_or(|b| b.iter().any(|&a| a != 255)) {
+                    return false;
+                }
+                seen += n;
+            }
+        }
+    }
+    true
+}
+
+/// CRC-32 (ISO-HDLC, as PNG uses) of `parts` one after another.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for part in parts {
+        for &b in *part {
+            crc = TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8);
+        }
+    }
+    !crc
+}
+
+/// A PNG of `zlib`, PNG-filtered 8-bit grey (1 channel) or RGB (3) rows.
+fn png_file(w: u32, h: u32, channels: u8, zlib: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(zlib.len() + 64);
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+    };
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, if channels == 3 { 2 } else { 0 }, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    for part in zlib.chunks(1 << 20) {
+        chunk(b"IDAT", part);
+    }
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// A little-endian TIFF of one strip: `zlib`, 8-bit grey (1 channel) or RGB (3) samples, with
+/// the horizontal-differencing predictor when `differenced`.
+fn tiff_file(w: u32, h: u32, channels: u8, differenced: bool, zlib: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(zlib.len()).ok()?;
+    let count: u16 = if differenced { 11 } else { 10 };
+    let ifd_end = 8 + 2 + 12 * u32::from(count) + 4;
+    let bits_at = ifd_end; // three SHORTs when RGB
+    let data_at = ifd_end + 8;
+    let mut out = Vec::with_capacity(zlib.len() + data_at as usize);
+    out.extend_from_slice(b"II*\0");
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    let mut entry = |tag: u16, kind: u16, n: u32, value: u32| {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    };
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    entry(256, LONG, 1, w);
+    entry(257, LONG, 1, h);
+    if channels == 3 {
+        entry(258, SHORT, 3, bits_at);
+    } else {
+        entry(258, SHORT, 1, 8);
+    }
+    entry(259, SHORT, 1, 8); // Deflate (zlib)
+    entry(262, SHORT, 1, if channels == 3 { 2 } else { 1 }); // RGB, or BlackIsZero
+    entry(273, LONG, 1, data_at);
+    entry(277, SHORT, 1, u32::from(channels));
+    entry(278, LONG, 1, h);
+    entry(279, LONG, 1, len);
+    entry(284, SHORT, 1, 1); // chunky
+    if differenced {
+        entry(317, SHORT, 1, 2);
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&[8, 0, 8, 0, 8, 0, 0, 0]);
+    out.extend_from_slice(zlib);
+    Some(out)
 }
 
 fn finish(
@@ -2111,6 +2294,83 @@ endcmap end end\n";
         assert!(messages.iter().any(|m| m.contains("JPXDecode") && m.contains("page 1")), "{messages:#?}");
         assert!(messages.iter().any(|m| m.contains("DeviceCMYK")), "{messages:#?}");
         assert!(messages.iter().any(|m| m.starts_with("1 image smaller than 32×32")), "{messages:#?}");
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("compress");
+        e.finish().expect("compress")
+    }
+
+    #[test]
+    fn flate_images_pass_through_undecoded() {
+        let (w, h) = (40usize, 36usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let image = |data: Vec<u8>, label: &str, params: Option<Dictionary>| {
+            let mut s = image_stream(w as i64, h as i64, name("DeviceRGB"), 8, Some("FlateDecode"), data);
+            s.dict.set("Name", name(label));
+            if let Some(params) = params {
+                s.dict.set("DecodeParms", params);
+            }
+            s
+        };
+        // PNG predictors: Sub on every row.
+        let mut filtered = Vec::new();
+        for row in rgb.chunks(w * 3) {
+            filtered.push(1u8);
+            filtered.extend(row.iter().enumerate().map(|(i, &b)| b.wrapping_sub(if i >= 3 { row[i - 3] } else { 0 })));
+        }
+        let predicted = dict(vec![
+            ("Predictor", 15.into()),
+            ("Colors", 3.into()),
+            ("BitsPerComponent", 8.into()),
+            ("Columns", (w as i64).into()),
+        ]);
+        let images = vec![
+            ("A", image(zlib(&rgb), "Plain", None)),
+            ("B", image(zlib(&rgb), "Opaque", None)),
+            ("C", image(zlib(&filtered), "Predicted", Some(predicted))),
+            ("D", image(zlib(&rgb), "Translucent", None)),
+        ];
+        let content: String =
+            ["A", "B", "C", "D"].iter().map(|n| format!("q 100 0 0 50 72 400 cm /{n} Do Q\n")).collect();
+        let mut doc = Document::load_mem(&build_pdf(vec![(content, images)])).expect("loads");
+        let mask =
+            |data: &[u8]| image_stream(w as i64, h as i64, name("DeviceGray"), 8, Some("FlateDecode"), zlib(data));
+        let alpha: Vec<u8> = (0..w * h).map(|i| (i % 256) as u8).collect();
+        let opaque = doc.add_object(mask(&vec![255; w * h]));
+        let translucent = doc.add_object(mask(&alpha));
+        for object in doc.objects.values_mut() {
+            if let Object::Stream(s) = object {
+                match s.dict.get(b"Name").and_then(Object::as_name) {
+                    Ok(b"Opaque") => s.dict.set("SMask", Object::Reference(opaque)),
+                    Ok(b"Translucent") => s.dict.set("SMask", Object::Reference(translucent)),
+                    _ => {}
+                }
+            }
+        }
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("saves");
+        let parsed = parse(&bytes, &ParseLimits::default()).expect("parses");
+        assert!(parsed.warnings.iter().all(|w| w.message.starts_with("no text found")), "{:#?}", parsed.warnings);
+        let got: Vec<(&str, Vec<u8>)> = parsed
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Image(ImageRef { source: ImageSource::Bytes { mime, data }, .. }) => Some((mime.as_str(), data)),
+                _ => None,
+            })
+            .map(|(mime, data)| (mime, image::load_from_memory(data).expect("decodable").to_rgba8().into_raw()))
+            .collect();
+        let mimes: Vec<&str> = got.iter().map(|g| g.0).collect();
+        assert_eq!(mimes, ["image/tiff", "image/tiff", "image/png", "image/png"]);
+        let rgba: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        for (_, pixels) in &got[..3] {
+            assert!(*pixels == rgba);
+        }
+        let with_alpha: Vec<u8> = rgb.chunks(3).zip(&alpha).flat_map(|(p, &a)| [p[0], p[1], p[2], a]).collect();
+        assert!(got[3].1 == with_alpha);
     }
 
     #[test]
