@@ -31,6 +31,7 @@
 mod cmap;
 mod content;
 mod font;
+mod inflate;
 mod interp;
 mod tables;
 
@@ -537,7 +538,7 @@ struct Glyph {
     y: f64,
     advance: f64,
     size: f64,
-    text: String,
+    text: GlyphText,
     /// Drawn at more than 45° from horizontal.
     rotated: bool,
     /// The advance is a guess (the font gave no width).
@@ -547,6 +548,41 @@ struct Glyph {
 impl Glyph {
     fn is_blank(&self) -> bool {
         self.text.chars().all(char::is_whitespace)
+    }
+}
+
+/// A glyph's text, inline when short (nearly always: one character, a ligature spelled out),
+/// so that the glyphs of a page cost no allocation each.
+#[derive(Clone, Debug)]
+enum GlyphText {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl GlyphText {
+    fn new(text: &str) -> GlyphText {
+        let mut bytes = [0u8; 22];
+        match (bytes.get_mut(..text.len()), u8::try_from(text.len())) {
+            (Some(slot), Ok(len)) => {
+                slot.copy_from_slice(text.as_bytes());
+                GlyphText::Inline { len, bytes }
+            }
+            _ => GlyphText::Heap(text.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for GlyphText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Always valid: copied from a `str` whole.
+            GlyphText::Inline { len, bytes } => {
+                bytes.get(..usize::from(*len)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+            }
+            GlyphText::Heap(text) => text,
+        }
     }
 }
 
@@ -593,7 +629,7 @@ struct Seg {
 impl Seg {
     fn start(g: &Glyph) -> Seg {
         Seg {
-            text: g.text.clone(),
+            text: g.text.to_string(),
             x0: g.x,
             x1: g.x + g.advance,
             y: g.y,

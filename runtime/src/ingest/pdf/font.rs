@@ -17,6 +17,7 @@
 //!
 //! Texts are cleaned ([`clean_glyph`]) once here, not per glyph.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -25,7 +26,7 @@ use lopdf::{Dictionary, Document, Object, ObjectId};
 use super::clean_glyph;
 use super::cmap::{self, CMap};
 use super::content::{Lexer, Operand};
-use super::tables;
+use super::{inflate, tables};
 
 /// A font's code → text map: dense for small codes, sorted pairs beyond.
 #[derive(Default)]
@@ -263,9 +264,8 @@ fn number(doc: &Document, dict: &Dictionary, key: &[u8]) -> Option<f64> {
     get(doc, dict, key).and_then(num)
 }
 
-fn stream_data(doc: &Document, dict: &Dictionary, key: &[u8]) -> Option<Vec<u8>> {
-    let stream = get(doc, dict, key)?.as_stream().ok()?;
-    stream.decompressed_content().ok().or_else(|| stream.filters().is_err().then(|| stream.content.clone()))
+fn stream_data<'a>(doc: &'a Document, dict: &'a Dictionary, key: &[u8]) -> Option<Cow<'a, [u8]>> {
+    inflate::stream_data(get(doc, dict, key)?.as_stream().ok()?, None).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,20 +585,23 @@ fn embedded(doc: &Document, descriptor: &Dictionary) -> bool {
     [&b"FontFile"[..], b"FontFile2", b"FontFile3"].iter().any(|k| get(doc, descriptor, k).is_some())
 }
 
-/// The cleartext part of an embedded Type1 program.
-fn type1_program(doc: &Document, descriptor: &Dictionary) -> Option<Vec<u8>> {
+/// The cleartext part of an embedded Type1 program (only that part is inflated).
+fn type1_program<'a>(doc: &'a Document, descriptor: &'a Dictionary) -> Option<Cow<'a, [u8]>> {
     let stream = get(doc, descriptor, b"FontFile")?.as_stream().ok()?;
-    let mut data =
-        stream.decompressed_content().ok().or_else(|| stream.filters().is_err().then(|| stream.content.clone()))?;
-    // PFB segment header.
-    if data.starts_with(&[0x80, 0x01]) {
-        data.drain(..data.len().min(6));
-    }
     let clear = stream.dict.get(b"Length1").ok().and_then(|o| o.as_i64().ok()).and_then(|n| usize::try_from(n).ok());
-    if let Some(n) = clear.filter(|&n| n > 0 && n < data.len()) {
-        data.truncate(n);
-    }
-    Some(data)
+    let clear = clear.filter(|&n| n > 0);
+    // A PFB segment header may come first.
+    let mut data = inflate::stream_data(stream, clear.map(|n| n.saturating_add(6))).ok()?;
+    let skip = if data.starts_with(&[0x80, 0x01]) { 6 } else { 0 };
+    let end = clear.map_or(data.len(), |n| n.saturating_add(skip)).min(data.len());
+    Some(match &mut data {
+        Cow::Borrowed(d) => Cow::Borrowed(d.get(skip.min(end)..end).unwrap_or_default()),
+        Cow::Owned(d) => {
+            d.truncate(end);
+            d.drain(..skip.min(end));
+            Cow::Owned(std::mem::take(d))
+        }
+    })
 }
 
 enum Type1Encoding {
@@ -648,8 +651,7 @@ fn composite_font(doc: &Document, dict: &Dictionary) -> Font {
             ucs2 = n.windows(4).any(|w| w == b"UCS2") || n.windows(5).any(|w| w == b"UTF16");
         }
         Some(Object::Stream(s)) => {
-            let data = s.decompressed_content().ok().or_else(|| s.filters().is_err().then(|| s.content.clone()));
-            if let Some(data) = data {
+            if let Ok(data) = inflate::stream_data(s, None) {
                 let cmap = cmap::parse(&data);
                 if !cmap.codespace.is_empty() {
                     codes = match cmap.codespace.as_slice() {

@@ -14,7 +14,10 @@ use lopdf::{Dictionary, Document, Object, ObjectId};
 
 use super::content::{Lexer, Operand};
 use super::font::{Font, FontCache};
-use super::{Glyph, IDENTITY, MAX_FORM_DEPTH, MAX_GLYPHS_PER_PAGE, Matrix, Rect, clean_glyph, deref, multiply};
+use super::inflate::stream_data;
+use super::{
+    Glyph, GlyphText, IDENTITY, MAX_FORM_DEPTH, MAX_GLYPHS_PER_PAGE, Matrix, Rect, clean_glyph, deref, multiply,
+};
 
 /// Operators (and form data, at one per 64 bytes each time a form is drawn) one page may cost.
 const PAGE_BUDGET: u64 = 4_000_000;
@@ -91,6 +94,8 @@ struct Interp<'d, 'o> {
     /// The forms being drawn, innermost last.
     active: Vec<ObjectId>,
     budget: u64,
+    /// Fonts already looked up on this page: (resource dictionary address, name, font).
+    seen_fonts: Vec<(usize, Vec<u8>, Rc<Font>)>,
 }
 
 /// The glyphs and images of a page.
@@ -98,20 +103,41 @@ pub(super) fn page(doc: &Document, cache: &mut DocCache, page_id: ObjectId, page
     let Ok(page) = doc.get_dictionary(page_id) else { return };
     let resources = super::inherited(doc, page, b"Resources").and_then(|r| r.as_dict().ok());
     let mut data = Vec::new();
-    for id in doc.get_page_contents(page_id) {
+    let contents = doc.get_page_contents(page_id);
+    for &id in &contents {
         let Ok(stream) = doc.get_object(id).and_then(Object::as_stream) else { continue };
-        match stream.decompressed_content() {
+        match stream_data(stream, None) {
+            // One stream (nearly always): no copy.
+            Ok(content) if contents.len() == 1 => {
+                let mut interp = Interp::new(doc, cache, out, page_top);
+                interp.run(&content, resources, State::new(IDENTITY), 0);
+                return;
+            }
             Ok(content) => data.extend_from_slice(&content),
-            Err(_) if stream.filters().is_err() => data.extend_from_slice(&stream.content),
             Err(e) => out.problems.push(format!("content stream {} {} R cannot be decoded: {e}", id.0, id.1)),
         }
         data.push(b'\n');
     }
-    let mut interp = Interp { doc, cache, out, page_top, active: Vec::new(), budget: PAGE_BUDGET };
+    let mut interp = Interp::new(doc, cache, out, page_top);
     interp.run(&data, resources, State::new(IDENTITY), 0);
 }
 
-impl<'d> Interp<'d, '_> {
+impl<'d, 'o> Interp<'d, 'o> {
+    fn new(doc: &'d Document, cache: &'o mut DocCache, out: &'o mut PageOutput, page_top: f64) -> Self {
+        Interp { doc, cache, out, page_top, active: Vec::new(), budget: PAGE_BUDGET, seen_fonts: Vec::new() }
+    }
+
+    /// `Tf`'s font: looked up once per page and resource dictionary, built once per document.
+    fn font(&mut self, resources: Option<&'d Dictionary>, name: &[u8]) -> Rc<Font> {
+        let key = resources.map_or(0, |r| std::ptr::from_ref(r) as usize);
+        if let Some((_, _, font)) = self.seen_fonts.iter().find(|(r, n, _)| *r == key && n == name) {
+            return Rc::clone(font);
+        }
+        let font = self.cache.fonts.get(self.doc, resources, name).unwrap_or_else(|| self.cache.fonts.fallback());
+        self.seen_fonts.push((key, name.to_vec(), Rc::clone(&font)));
+        font
+    }
+
     fn run(&mut self, data: &[u8], resources: Option<&'d Dictionary>, mut state: State, depth: u32) {
         let base = state.clone();
         let mut stack: Vec<State> = Vec::new();
@@ -137,8 +163,10 @@ impl<'d> Interp<'d, '_> {
                 }
                 b"Tf" => {
                     if let Some([name, size]) = lexer.last(2) {
-                        let font = lexer.text(name).and_then(|n| self.cache.fonts.get(self.doc, resources, n));
-                        state.font = Some(font.unwrap_or_else(|| self.cache.fonts.fallback()));
+                        state.font = Some(match lexer.text(name) {
+                            Some(name) => self.font(resources, name),
+                            None => self.cache.fonts.fallback(),
+                        });
                         if let Operand::Number(size) = size {
                             state.size = *size;
                         }
@@ -245,6 +273,16 @@ impl<'d> Interp<'d, '_> {
                 font
             }
         };
+        // Trm = Tsm × Tm × CTM, with Tsm = [Th 0 0 1 0 Trise] (the font size is applied apart).
+        // Along a string only Tm's translation changes, so the rest is worked out once.
+        let m = multiply(state.tm, state.ctm);
+        let (a, b, c, d) = (state.scaling * m[0], state.scaling * m[1], m[2], m[3]);
+        let x_scale = a.hypot(b);
+        let y_scale = c.hypot(d);
+        let size = (state.size * y_scale).abs();
+        let visible = size.is_finite() && size >= 0.5;
+        let rotated = b.abs() > a.abs();
+        let ctm = state.ctm;
         let mut at = 0;
         while let Some((code, len)) = font.next_code(bytes, &mut at) {
             let w0 = font.width(code);
@@ -253,49 +291,29 @@ impl<'d> Interp<'d, '_> {
             if code == 32 && len == 1 {
                 spacing += state.word_spacing;
             }
-            if self.out.glyphs.len() < MAX_GLYPHS_PER_PAGE {
-                self.emit(state, &font, code, w0, spacing);
+            if visible && self.out.glyphs.len() < MAX_GLYPHS_PER_PAGE {
+                let (tx, ty) = (state.tm[4], state.tm[5]);
+                let e = tx * ctm[0] + ty * ctm[2] + ctm[4];
+                let f = tx * ctm[1] + ty * ctm[3] + ctm[5];
+                let (x, y) = (state.rise * c + e, self.page_top - (state.rise * d + f));
+                if x.is_finite() && y.is_finite() {
+                    let text = match font.text(code) {
+                        "" => font.ucs2_text(code).map(|c| GlyphText::new(&clean_glyph(c.encode_utf8(&mut [0; 4])))),
+                        text => Some(GlyphText::new(text)),
+                    };
+                    if let Some(text) = text.filter(|t| !t.is_empty()) {
+                        let chars = text.chars().count() as f64;
+                        let mut advance = ((w0 * state.size + spacing) * x_scale).abs();
+                        let estimated = !advance.is_finite() || advance <= 0.0 || advance > 4.0 * size * chars;
+                        if estimated {
+                            advance = 0.5 * size * chars;
+                        }
+                        self.out.glyphs.push(Glyph { x, y, advance, size, text, rotated, estimated });
+                    }
+                }
             }
             state.advance(state.scaling * (w0 * state.size + spacing));
         }
-    }
-
-    fn emit(&mut self, state: &State, font: &Font, code: u32, w0: f64, spacing: f64) {
-        // Trm = Tsm × Tm × CTM, with Tsm = [Th 0 0 1 0 Trise] (the font size is applied apart).
-        let m = multiply(state.tm, state.ctm);
-        let trm = [
-            state.scaling * m[0],
-            state.scaling * m[1],
-            m[2],
-            m[3],
-            state.rise * m[2] + m[4],
-            state.rise * m[3] + m[5],
-        ];
-        let x_scale = trm[0].hypot(trm[1]);
-        let y_scale = trm[2].hypot(trm[3]);
-        let size = (state.size * y_scale).abs();
-        let (x, y) = (trm[4], self.page_top - trm[5]);
-        if !(x.is_finite() && y.is_finite() && size.is_finite()) || size < 0.5 {
-            return;
-        }
-        let text = match font.text(code) {
-            "" => match font.ucs2_text(code) {
-                Some(c) => clean_glyph(c.encode_utf8(&mut [0; 4])),
-                None => return,
-            },
-            text => text.to_string(),
-        };
-        if text.is_empty() {
-            return;
-        }
-        let chars = text.chars().count() as f64;
-        let mut advance = ((w0 * state.size + spacing) * x_scale).abs();
-        let estimated = !advance.is_finite() || advance <= 0.0 || advance > 4.0 * size * chars;
-        if estimated {
-            advance = 0.5 * size * chars;
-        }
-        let rotated = trm[1].abs() > trm[0].abs();
-        self.out.glyphs.push(Glyph { x, y, advance, size, text, rotated, estimated });
     }
 
     /// `Do`: an image is recorded, a form is run.
@@ -314,9 +332,8 @@ impl<'d> Interp<'d, '_> {
                 let data = match self.cache.forms.get(&id) {
                     Some(data) => Rc::clone(data),
                     None => {
-                        let data: Rc<[u8]> = match stream.decompressed_content() {
+                        let data: Rc<[u8]> = match stream_data(stream, None) {
                             Ok(data) => data.into(),
-                            Err(_) if stream.filters().is_err() => stream.content.as_slice().into(),
                             Err(e) => {
                                 self.out.problems.push(format!("form {} {} R cannot be decoded: {e}", id.0, id.1));
                                 Rc::from(&[][..])
