@@ -1,4 +1,5 @@
-//! PDF → blocks, with `pdf-extract` for the text and the `lopdf` 0.42 it re-exports for the rest.
+//! PDF → blocks, with lopdf 0.42 for the objects and our own content-stream interpreter for
+//! the text and the images.
 //!
 //! - Loading: `Document::load_mem`. lopdf 0.42 has no tolerant or object-scan mode (its
 //!   `LoadOptions` only carry a password, an object filter and `strict`), so when the
@@ -9,23 +10,30 @@
 //!   object streams come back too, because lopdf expands every `/ObjStm` it loads.
 //!   Documents lopdf can open with the empty user password are decrypted by it and read;
 //!   documents that need a password are [`SkipReason::PdfEncrypted`].
-//! - Text: an [`OutputDev`] collects every glyph with its position (from the text rendering
-//!   matrix) and size, per page. Glyphs become segments (runs on one baseline), segments are
+//! - Text and images: [`interp`] runs each page's content stream once (text and graphics
+//!   state, forms recursively) with fonts from [`font`] (built once per document, ToUnicode
+//!   and encodings decoded by [`cmap`] and [`tables`]), and yields every glyph with its
+//!   position (from the text rendering matrix) and size, and every image XObject drawn with
+//!   where. Glyphs become segments (runs on one baseline), segments are
 //!   ordered by a recursive XY cut (whitespace bands across the region first, then column
 //!   gutters wide enough to be text columns), each leaf region is split into lines and lines
 //!   into paragraphs (size changes, first-line indents), headings (size against the document's
 //!   median glyph size) and code (runs of lines in one monospaced font, recognised by equal
 //!   glyph advances; indentation is rebuilt from the offsets).
-//!   ToUnicode CMaps that would make pdf-extract panic are rewritten first
-//!   ([`repair_to_unicode_cmaps`]).
-//! - Images: the page content stream is walked (`q`/`Q`/`cm`/`Do`, into form XObjects) to find
-//!   the image XObjects a page draws and where; JPEG data passes through, 8-bit (or 1/2/4-bit
-//!   grey and indexed) raw pixels are re-encoded as PNG, with a soft mask as alpha. Each image
-//!   is placed before the first text region below its centre that overlaps it horizontally.
-//!   Inline images (`BI … EI`) are ignored: they are small by design.
-//! - pdf-extract and lopdf unwrap and index freely; every call into them runs under
-//!   [`guarded`], which turns a panic into a warning or [`SkipReason::PdfUnreadable`] and keeps
-//!   the panic message off stderr (see there).
+//! - Images: JPEG data passes through, 8-bit (or 1/2/4-bit grey and indexed) raw pixels are
+//!   re-encoded as PNG, with a soft mask as alpha. Each image is placed before the first text
+//!   region below its centre that overlaps it horizontally. Inline images (`BI … EI`) are
+//!   ignored: they are small by design.
+//! - lopdf unwraps and indexes in places; every call into it (and, as a safety net, our own
+//!   interpreter) runs under [`guarded`], which turns a panic into a warning or
+//!   [`SkipReason::PdfUnreadable`] and keeps the panic message off stderr (see there).
+
+mod cmap;
+mod content;
+mod font;
+mod inflate;
+mod interp;
+mod tables;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -34,8 +42,7 @@ use std::sync::Once;
 
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
-use pdf_extract::content::{Content, Operation};
-use pdf_extract::{Dictionary, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Stream, Transform};
+use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
 use super::document::{Block, ImageRef, ImageSource, Location, ParseLimits, Parsed, SkipReason, Warning};
 
@@ -54,11 +61,10 @@ pub fn parse(bytes: &[u8], limits: &ParseLimits) -> Result<Parsed, SkipReason> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(SkipReason::Empty);
     }
-    let (mut doc, mut warnings) = load(bytes)?;
+    let (doc, mut warnings) = load(bytes)?;
     if doc.is_encrypted() {
         return Err(SkipReason::PdfEncrypted);
     }
-    let _ = guarded(|| repair_to_unicode_cmaps(&mut doc));
     let pages = match guarded(|| doc.get_pages()) {
         Ok(pages) => pages,
         Err(panic) => return Err(unreadable(format!("the page tree cannot be read ({panic})"))),
@@ -77,21 +83,33 @@ pub fn parse(bytes: &[u8], limits: &ParseLimits) -> Result<Parsed, SkipReason> {
     let mut sizes: Vec<f64> = Vec::new();
     let mut layouts = Vec::with_capacity(pages.len());
     let mut tiny_images = 0usize;
+    let mut cache = interp::DocCache::default();
     for (&number, &page_id) in &pages {
         let at = Location::page(number);
         let page_top = guarded(|| page_top(&doc, page_id)).unwrap_or(792.0);
-        let mut collector = TextCollector::new(page_top);
-        match guarded(|| pdf_extract::output_doc_page(&doc, &mut collector, number)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warnings.push(Warning::new(at, format!("the text of page {number} could not be read completely: {e}"))),
-            Err(panic) => warnings.push(Warning::new(
+        let mut out = interp::PageOutput::default();
+        if let Err(panic) = guarded(|| interp::page(&doc, &mut cache, page_id, page_top, &mut out)) {
+            warnings.push(Warning::new(
                 at,
                 format!("the PDF library panicked while reading the text of page {number} ({panic}); kept the text read before"),
-            )),
+            ));
+            // Whatever the panic interrupted is not to be trusted on the next page.
+            cache = interp::DocCache::default();
         }
-        sizes.extend(collector.glyphs.iter().filter(|g| !g.is_blank()).map(|g| g.size));
-        let leaves = layout(&collector.glyphs);
-        let images = page_images(&doc, page_id, number, page_top, limits, &mut warnings, &mut tiny_images);
+        for problem in &out.problems {
+            warnings
+                .push(Warning::new(at, format!("the text of page {number} could not be read completely: {problem}")));
+        }
+        if out.over_budget {
+            warnings.push(Warning::new(
+                at,
+                format!("page {number} draws too much (forms drawn too often or content too long); the rest of it was skipped"),
+            ));
+        }
+        sizes.extend(out.glyphs.iter().filter(|g| !g.is_blank()).map(|g| g.size));
+        let leaves = layout(&out.glyphs);
+        let uses = image_uses(&doc, page_id, out);
+        let images = page_images(&doc, uses, number, limits, &mut warnings, &mut tiny_images);
         layouts.push(PageLayout { number, leaves, images });
     }
     if tiny_images > 0 {
@@ -175,7 +193,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 fn load(bytes: &[u8]) -> Result<(Document, Vec<Warning>), SkipReason> {
     let first: Result<Document, String> = match guarded(|| Document::load_mem(bytes)) {
         Ok(Ok(doc)) => Ok(doc),
-        Ok(Err(pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword)) => {
+        Ok(Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword)) => {
             return Err(SkipReason::PdfEncrypted);
         }
         Ok(Err(e)) => Err(e.to_string()),
@@ -457,240 +475,6 @@ fn find_id_array(body: &[u8]) -> Option<&[u8]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ToUnicode repair
-
-/// pdf-extract unwraps its way through ToUnicode CMaps and panics (losing the rest of the page)
-/// on entries that are legal or common: a `bfrange` whose destination is not one or two bytes
-/// pairs (pdfTeX writes `<1B> <1B> <00660066>` for ligatures), a one-byte destination (`<C5>`
-/// for U+00C5), destinations that are not UTF-16, arrays of the wrong length. CMaps with such
-/// entries are rewritten into clean `bfchar`/`bfrange` sections before extraction. Returns how
-/// many were rewritten.
-fn repair_to_unicode_cmaps(doc: &mut Document) -> usize {
-    let ids: HashSet<ObjectId> = doc
-        .objects
-        .values()
-        .filter_map(|o| o.as_dict().ok())
-        .filter_map(|d| d.get(b"ToUnicode").ok()?.as_reference().ok())
-        .collect();
-    let mut repaired = 0;
-    for id in ids {
-        let Ok(stream) = doc.get_object_mut(id).and_then(Object::as_stream_mut) else { continue };
-        let Ok(data) = stream.decompressed_content() else { continue };
-        if let Some(fixed) = repair_cmap(&data) {
-            stream.set_plain_content(fixed);
-            repaired += 1;
-        }
-    }
-    repaired
-}
-
-enum CmapToken {
-    Hex(Vec<u8>),
-    Open,
-    Close,
-}
-
-/// Hex strings and brackets; `false` when something else interrupted them.
-fn cmap_tokens(body: &[u8]) -> (Vec<CmapToken>, bool) {
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while let Some(&c) = body.get(i) {
-        i += 1;
-        match c {
-            b'<' => {
-                let mut digits = Vec::new();
-                loop {
-                    match body.get(i) {
-                        Some(b'>') => break,
-                        Some(&d) if d.is_ascii_hexdigit() => digits.push(d),
-                        Some(&d) if is_pdf_space(d) => {}
-                        _ => return (tokens, false),
-                    }
-                    i += 1;
-                }
-                i += 1;
-                if digits.len() % 2 == 1 {
-                    digits.push(b'0');
-                }
-                let bytes = digits
-                    .chunks(2)
-                    .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-                    .collect();
-                tokens.push(CmapToken::Hex(bytes));
-            }
-            b'[' => tokens.push(CmapToken::Open),
-            b']' => tokens.push(CmapToken::Close),
-            c if is_pdf_space(c) => {}
-            _ => return (tokens, false),
-        }
-    }
-    (tokens, true)
-}
-
-fn code_of(bytes: &[u8]) -> Option<u32> {
-    if bytes.is_empty() || bytes.len() > 4 {
-        return None;
-    }
-    Some(bytes.iter().fold(0u32, |code, &b| (code << 8) | u32::from(b)))
-}
-
-/// A destination as pdf-extract accepts it: an even number of bytes that is UTF-16 (a single
-/// lone surrogate is tolerated, pdf-extract skips those). One-byte destinations are widened.
-fn utf16_destination(dst: &[u8]) -> Option<Vec<u8>> {
-    let mut dst = dst.to_vec();
-    if dst.len() % 2 == 1 {
-        dst.insert(0, 0);
-    }
-    let units: Vec<u16> = dst.chunks(2).map(|p| u16::from_be_bytes([p[0], p.get(1).copied().unwrap_or(0)])).collect();
-    let lone = matches!(units.as_slice(), [0xd800..=0xdfff]);
-    (!units.is_empty() && (lone || String::from_utf16(&units).is_ok())).then_some(dst)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// A clean CMap with the usable mappings of `data`, or `None` when `data` is fine as it is.
-fn repair_cmap(data: &[u8]) -> Option<Vec<u8>> {
-    let mut changed = false;
-    let mut chars: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut ranges: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
-    let sections = |begin: &'static [u8], end: &'static [u8]| {
-        let mut out = Vec::new();
-        let mut from = 0;
-        while let Some(b) = find(data, begin, from) {
-            let body = b + begin.len();
-            let e = find(data, end, body).unwrap_or(data.len());
-            out.push(data.get(body..e).unwrap_or_default());
-            from = e;
-        }
-        out
-    };
-    for body in sections(b"beginbfchar", b"endbfchar") {
-        let (tokens, complete) = cmap_tokens(body);
-        changed |= !complete || tokens.len() % 2 == 1;
-        for pair in tokens.chunks_exact(2) {
-            match pair {
-                [CmapToken::Hex(src), CmapToken::Hex(dst)] if code_of(src).is_some() => match utf16_destination(dst) {
-                    Some(fixed) => {
-                        changed |= fixed != *dst;
-                        chars.push((src.clone(), fixed));
-                    }
-                    None => changed = true,
-                },
-                _ => changed = true,
-            }
-        }
-    }
-    for body in sections(b"beginbfrange", b"endbfrange") {
-        let (tokens, complete) = cmap_tokens(body);
-        changed |= !complete;
-        let mut t = tokens.iter();
-        while let Some(lo_token) = t.next() {
-            let (CmapToken::Hex(lo), Some(CmapToken::Hex(hi))) = (lo_token, t.next()) else {
-                changed = true;
-                break;
-            };
-            let (Some(lo_code), Some(hi_code)) = (code_of(lo), code_of(hi)) else {
-                changed = true;
-                continue;
-            };
-            let span = hi_code.checked_sub(lo_code).filter(|&n| n < 65_536);
-            let source = |k: u32| {
-                let code = (lo_code + k).to_be_bytes();
-                code.get(4 - lo.len().min(4)..).unwrap_or_default().to_vec()
-            };
-            match t.next() {
-                Some(CmapToken::Hex(dst)) => {
-                    let Some(span) = span else {
-                        changed = true;
-                        continue;
-                    };
-                    let fixed = utf16_destination(dst);
-                    let fits = match fixed.as_deref() {
-                        Some(d @ [_, _]) => code_of(d).is_some_and(|v| v + span <= 0xffff),
-                        Some(d @ [_, _, _, _]) => code_of(d).and_then(|v| v.checked_add(span)).is_some_and(|last| {
-                            let bytes = last.to_be_bytes();
-                            utf16_destination(&bytes).is_some()
-                        }),
-                        _ => false,
-                    };
-                    match fixed {
-                        Some(fixed) if fits => {
-                            changed |= fixed != *dst;
-                            ranges.push((lo.clone(), hi.clone(), fixed));
-                        }
-                        _ => {
-                            // The destination's last byte counts up along the range.
-                            changed = true;
-                            for k in 0..=span.min(255) {
-                                let mut to = dst.clone();
-                                if let Some(last) = to.last_mut() {
-                                    *last = last.wrapping_add(k as u8);
-                                }
-                                if let Some(to) = utf16_destination(&to) {
-                                    chars.push((source(k), to));
-                                }
-                            }
-                        }
-                    }
-                }
-                Some(CmapToken::Open) => {
-                    let mut items = Vec::new();
-                    loop {
-                        match t.next() {
-                            Some(CmapToken::Hex(h)) => items.push(h),
-                            Some(CmapToken::Close) => break,
-                            _ => {
-                                changed = true;
-                                break;
-                            }
-                        }
-                    }
-                    changed |= span.is_none_or(|n| n as usize + 1 != items.len());
-                    for (k, item) in (0u32..).zip(items) {
-                        match utf16_destination(item) {
-                            Some(to) => {
-                                changed |= to != *item;
-                                chars.push((source(k), to));
-                            }
-                            None => changed = true,
-                        }
-                        if span.is_none_or(|n| k >= n) {
-                            break;
-                        }
-                    }
-                }
-                _ => {
-                    changed = true;
-                    break;
-                }
-            }
-        }
-    }
-    if !changed {
-        return None;
-    }
-    let mut out = String::from("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n");
-    for chunk in chars.chunks(100) {
-        out.push_str(&format!("{} beginbfchar\n", chunk.len()));
-        for (src, dst) in chunk {
-            out.push_str(&format!("<{}> <{}>\n", hex(src), hex(dst)));
-        }
-        out.push_str("endbfchar\n");
-    }
-    for chunk in ranges.chunks(100) {
-        out.push_str(&format!("{} beginbfrange\n", chunk.len()));
-        for (lo, hi, dst) in chunk {
-            out.push_str(&format!("<{}> <{}> <{}>\n", hex(lo), hex(hi), hex(dst)));
-        }
-        out.push_str("endbfrange\n");
-    }
-    out.push_str("endcmap\nend\nend\n");
-    Some(out.into_bytes())
-}
-
-// ---------------------------------------------------------------------------------------------
 // Document information
 
 fn deref<'a>(doc: &'a Document, obj: &'a Object) -> Option<&'a Object> {
@@ -703,8 +487,7 @@ fn document_info(doc: &Document) -> BTreeMap<String, String> {
         return out;
     };
     for (key, name) in [(&b"Title"[..], "title"), (b"Author", "author"), (b"Producer", "producer")] {
-        let value =
-            info.get(key).ok().and_then(|o| deref(doc, o)).and_then(|o| pdf_extract::decode_text_string(o).ok());
+        let value = info.get(key).ok().and_then(|o| deref(doc, o)).and_then(|o| lopdf::decode_text_string(o).ok());
         if let Some(value) = value {
             let value: String = value.trim_start_matches('\u{feff}').chars().filter(|c| !c.is_control()).collect();
             let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -755,7 +538,7 @@ struct Glyph {
     y: f64,
     advance: f64,
     size: f64,
-    text: String,
+    text: GlyphText,
     /// Drawn at more than 45° from horizontal.
     rotated: bool,
     /// The advance is a guess (the font gave no width).
@@ -768,72 +551,38 @@ impl Glyph {
     }
 }
 
-struct TextCollector {
-    page_top: f64,
-    glyphs: Vec<Glyph>,
+/// A glyph's text, inline when short (nearly always: one character, a ligature spelled out),
+/// so that the glyphs of a page cost no allocation each.
+#[derive(Clone, Debug)]
+enum GlyphText {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
 }
 
-impl TextCollector {
-    fn new(page_top: f64) -> Self {
-        TextCollector { page_top, glyphs: Vec::new() }
+impl GlyphText {
+    fn new(text: &str) -> GlyphText {
+        let mut bytes = [0u8; 22];
+        match (bytes.get_mut(..text.len()), u8::try_from(text.len())) {
+            (Some(slot), Ok(len)) => {
+                slot.copy_from_slice(text.as_bytes());
+                GlyphText::Inline { len, bytes }
+            }
+            _ => GlyphText::Heap(text.into()),
+        }
     }
 }
 
-impl OutputDev for TextCollector {
-    fn begin_page(&mut self, _: u32, media_box: &MediaBox, _: Option<(f64, f64, f64, f64)>) -> Result<(), OutputError> {
-        let top = media_box.ury.max(media_box.lly);
-        if top.is_finite() {
-            self.page_top = top;
-        }
-        Ok(())
-    }
+impl std::ops::Deref for GlyphText {
+    type Target = str;
 
-    fn end_page(&mut self) -> Result<(), OutputError> {
-        Ok(())
-    }
-
-    fn output_character(
-        &mut self,
-        trm: &Transform,
-        width: f64,
-        spacing: f64,
-        font_size: f64,
-        char: &str,
-    ) -> Result<(), OutputError> {
-        if self.glyphs.len() >= MAX_GLYPHS_PER_PAGE {
-            return Ok(());
+    fn deref(&self) -> &str {
+        match self {
+            // Always valid: copied from a `str` whole.
+            GlyphText::Inline { len, bytes } => {
+                bytes.get(..usize::from(*len)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+            }
+            GlyphText::Heap(text) => text,
         }
-        let x_scale = trm.m11.hypot(trm.m12);
-        let y_scale = trm.m21.hypot(trm.m22);
-        let size = (font_size * y_scale).abs();
-        let (x, y) = (trm.m31, self.page_top - trm.m32);
-        if !(x.is_finite() && y.is_finite() && size.is_finite()) || size < 0.5 {
-            return Ok(());
-        }
-        let text = clean_glyph(char);
-        if text.is_empty() {
-            return Ok(());
-        }
-        let mut advance = ((width * font_size + spacing) * x_scale).abs();
-        let estimated = !advance.is_finite() || advance <= 0.0 || advance > 4.0 * size * text.chars().count() as f64;
-        if estimated {
-            advance = 0.5 * size * text.chars().count() as f64;
-        }
-        let rotated = trm.m12.abs() > trm.m11.abs();
-        self.glyphs.push(Glyph { x, y, advance, size, text, rotated, estimated });
-        Ok(())
-    }
-
-    fn begin_word(&mut self) -> Result<(), OutputError> {
-        Ok(())
-    }
-
-    fn end_word(&mut self) -> Result<(), OutputError> {
-        Ok(())
-    }
-
-    fn end_line(&mut self) -> Result<(), OutputError> {
-        Ok(())
     }
 }
 
@@ -880,7 +629,7 @@ struct Seg {
 impl Seg {
     fn start(g: &Glyph) -> Seg {
         Seg {
-            text: g.text.clone(),
+            text: g.text.to_string(),
             x0: g.x,
             x1: g.x + g.advance,
             y: g.y,
@@ -1411,140 +1160,56 @@ fn matrix(operands: &[Object]) -> Option<Matrix> {
     Some(m)
 }
 
-struct ImageFinder<'a> {
-    doc: &'a Document,
-    page_top: f64,
-    uses: Vec<(ObjectId, Option<Rect>)>,
-    forms: HashSet<ObjectId>,
-}
-
-impl<'a> ImageFinder<'a> {
-    fn xobjects(&self, resources: &'a Dictionary) -> Option<&'a Dictionary> {
-        resources.get(b"XObject").ok().and_then(|o| deref(self.doc, o)).and_then(|o| o.as_dict().ok())
-    }
-
-    fn walk(&mut self, operations: &[Operation], resources: &'a Dictionary, base: Matrix, depth: u32) {
-        let Some(xobjects) = self.xobjects(resources) else { return };
-        let mut ctm = base;
-        let mut stack = Vec::new();
-        for op in operations {
-            match op.operator.as_str() {
-                "q" => stack.push(ctm),
-                "Q" => ctm = stack.pop().unwrap_or(base),
-                "cm" => {
-                    if let Some(m) = matrix(&op.operands) {
-                        ctm = multiply(m, ctm);
-                    }
-                }
-                "Do" => {
-                    let Some(id) = op
-                        .operands
-                        .first()
-                        .and_then(|o| o.as_name().ok())
-                        .and_then(|name| xobjects.get(name).ok())
-                        .and_then(|o| o.as_reference().ok())
-                    else {
-                        continue;
-                    };
-                    let Ok(stream) = self.doc.get_object(id).and_then(Object::as_stream) else { continue };
-                    match stream.dict.get(b"Subtype").and_then(Object::as_name) {
-                        Ok(b"Image") => self.uses.push((id, Some(self.rect(ctm)))),
-                        Ok(b"Form") if depth < MAX_FORM_DEPTH && self.forms.insert(id) => {
-                            let form_matrix = stream
-                                .dict
-                                .get(b"Matrix")
-                                .ok()
-                                .and_then(|m| deref(self.doc, m))
-                                .and_then(|m| m.as_array().ok())
-                                .and_then(|m| matrix(m))
-                                .unwrap_or(IDENTITY);
-                            let form_resources = stream
-                                .dict
-                                .get(b"Resources")
-                                .ok()
-                                .and_then(|r| deref(self.doc, r))
-                                .and_then(|r| r.as_dict().ok())
-                                .unwrap_or(resources);
-                            if let Ok(data) = stream.decompressed_content()
-                                && let Ok(content) = Content::decode(&data)
-                            {
-                                self.walk(&content.operations, form_resources, multiply(form_matrix, ctm), depth + 1);
-                            }
-                            self.forms.remove(&id);
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The unit square under `ctm`, in top-down page coordinates.
-    fn rect(&self, m: Matrix) -> Rect {
-        let corners = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)].map(|(x, y)| {
-            let px = m[0] * x + m[2] * y + m[4];
-            let py = m[1] * x + m[3] * y + m[5];
-            (px, self.page_top - py)
-        });
-        let xs = corners.map(|c| c.0);
-        let ys = corners.map(|c| c.1);
-        Rect {
-            x0: xs.iter().copied().fold(f64::INFINITY, f64::min),
-            x1: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            top: ys.iter().copied().fold(f64::INFINITY, f64::min),
-            bottom: ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        }
-    }
-
-    /// Fallback when the content stream cannot be parsed: the page's image XObjects, unplaced.
-    fn list(&mut self, resources: &'a Dictionary) {
-        let Some(xobjects) = self.xobjects(resources) else { return };
-        for (_, value) in xobjects.iter() {
-            let Ok(id) = value.as_reference() else { continue };
-            let is_image = self
-                .doc
-                .get_object(id)
-                .and_then(Object::as_stream)
-                .and_then(|s| s.dict.get(b"Subtype").and_then(Object::as_name))
-                .is_ok_and(|s| s == b"Image");
-            if is_image {
-                self.uses.push((id, None));
-            }
-        }
-    }
-}
-
-/// The images a page draws, each once, in drawing order, with where they are drawn.
-fn image_uses(doc: &Document, page_id: ObjectId, page_top: f64) -> Vec<(ObjectId, Option<Rect>)> {
-    let Ok(page) = doc.get_dictionary(page_id) else { return Vec::new() };
-    let Some(resources) = inherited(doc, page, b"Resources").and_then(|r| r.as_dict().ok()) else {
-        return Vec::new();
-    };
-    let mut finder = ImageFinder { doc, page_top, uses: Vec::new(), forms: HashSet::new() };
-    if finder.xobjects(resources).is_none_or(Dictionary::is_empty) {
-        return Vec::new();
-    }
-    match doc.get_page_content(page_id).ok().and_then(|data| Content::decode(&data).ok()) {
-        Some(content) => finder.walk(&content.operations, resources, IDENTITY, 0),
-        None => finder.list(resources),
-    }
+/// The images a page draws, each once, in drawing order, with where they are drawn. When a
+/// content stream could not be decoded and nothing was seen drawn, the image XObjects of the
+/// page's resources, unplaced.
+fn image_uses(
+    doc: &Document,
+    page_id: ObjectId,
+    out: interp::PageOutput,
+) -> Result<Vec<(ObjectId, Option<Rect>)>, String> {
     let mut seen = HashSet::new();
-    finder.uses.retain(|(id, _)| seen.insert(*id));
-    finder.uses
+    let mut uses: Vec<(ObjectId, Option<Rect>)> =
+        out.images.into_iter().filter(|(id, _)| seen.insert(*id)).map(|(id, rect)| (id, Some(rect))).collect();
+    if uses.is_empty() && !out.problems.is_empty() {
+        uses = guarded(|| listed_images(doc, page_id))?;
+    }
+    Ok(uses)
+}
+
+fn listed_images(doc: &Document, page_id: ObjectId) -> Vec<(ObjectId, Option<Rect>)> {
+    let Ok(page) = doc.get_dictionary(page_id) else { return Vec::new() };
+    let xobjects = inherited(doc, page, b"Resources")
+        .and_then(|r| r.as_dict().ok())
+        .and_then(|r| r.get(b"XObject").ok())
+        .and_then(|o| deref(doc, o))
+        .and_then(|o| o.as_dict().ok());
+    let Some(xobjects) = xobjects else { return Vec::new() };
+    let mut uses = Vec::new();
+    for (_, value) in xobjects.iter() {
+        let Ok(id) = value.as_reference() else { continue };
+        let is_image = doc
+            .get_object(id)
+            .and_then(Object::as_stream)
+            .and_then(|s| s.dict.get(b"Subtype").and_then(Object::as_name))
+            .is_ok_and(|s| s == b"Image");
+        if is_image && !uses.iter().any(|(u, _)| *u == id) {
+            uses.push((id, None));
+        }
+    }
+    uses
 }
 
 fn page_images(
     doc: &Document,
-    page_id: ObjectId,
+    uses: Result<Vec<(ObjectId, Option<Rect>)>, String>,
     number: u32,
-    page_top: f64,
     limits: &ParseLimits,
     warnings: &mut Vec<Warning>,
     tiny: &mut usize,
 ) -> Vec<PlacedImage> {
     let at = Location::page(number);
-    let uses = match guarded(|| image_uses(doc, page_id, page_top)) {
+    let uses = match uses {
         Ok(uses) => uses,
         Err(panic) => {
             warnings.push(Warning::new(at, format!("the images of page {number} could not be listed ({panic})")));
@@ -1790,6 +1455,9 @@ fn extract_image(doc: &Document, id: ObjectId, limits: &ParseLimits) -> Result<E
             if (w as u64) * (h as u64) > MAX_IMAGE_PIXELS {
                 return Err(problem(&label, format!("more than {MAX_IMAGE_PIXELS} pixels")));
             }
+            if let Some(source) = pass_through(doc, stream, &filters, &space, bpc, (width, height)) {
+                return finish(source, None, limits, &label);
+            }
             let data = stream.decompressed_content().map_err(|e| problem(&label, format!("cannot be decoded: {e}")))?;
             let bpc = usize::try_from(bpc).unwrap_or(8);
             let scale = !matches!(space, ColourSpace::Indexed { .. });
@@ -1824,6 +1492,186 @@ fn extract_image(doc: &Document, id: ObjectId, limits: &ParseLimits) -> Result<E
         }
     };
     finish(source, None, limits, &label)
+}
+
+/// Flate-compressed 8-bit grey or RGB samples, wrapped as they are (never inflated) in a file
+/// the image normaliser reads: a PNG when the PDF applied PNG predictors (its rows then carry
+/// PNG's filter bytes), a Deflate TIFF otherwise. `None` when the image needs decoding here:
+/// other filters or depths, a palette, an inverted `/Decode`, or a soft mask that is not fully
+/// opaque (an opaque one, common in plotting libraries' output, is dropped as decoding would).
+fn pass_through(
+    doc: &Document,
+    stream: &Stream,
+    filters: &[String],
+    space: &ColourSpace,
+    bpc: i64,
+    (width, height): (usize, usize),
+) -> Option<ImageSource> {
+    let dict = &stream.dict;
+    let channels: u8 = match space {
+        ColourSpace::Gray => 1,
+        ColourSpace::Rgb => 3,
+        ColourSpace::Indexed { .. } => return None,
+    };
+    if filters != ["FlateDecode"] || bpc != 8 || is_inverted_decode(doc, dict) {
+        return None;
+    }
+    let (w, h) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
+    let params = dict.get(b"DecodeParms").ok().and_then(|o| deref(doc, o));
+    let params = match params {
+        Some(Object::Dictionary(d)) => Some(d),
+        Some(Object::Array(a)) => a.first().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()),
+        _ => None,
+    };
+    let param = |key: &[u8], default: i64| params.and_then(|p| int(doc, p, key)).unwrap_or(default);
+    let predictor = param(b"Predictor", 1);
+    if predictor >= 10
+        && (param(b"Colors", 1) != i64::from(channels)
+            || param(b"BitsPerComponent", 8) != 8
+            || param(b"Columns", 1) != i64::from(w))
+    {
+        return None;
+    }
+    if !matches!(predictor, 1 | 2 | 10..=15) {
+        return None;
+    }
+    if dict.get(b"SMask").ok().and_then(|o| deref(doc, o)).is_some_and(|o| !o.is_null())
+        && !opaque_soft_mask(doc, dict, width, height)
+    {
+        return None;
+    }
+    let data = &stream.content;
+    Some(if predictor >= 10 {
+        ImageSource::Bytes { mime: "image/png".to_string(), data: png_file(w, h, channels, data) }
+    } else {
+        ImageSource::Bytes { mime: "image/tiff".to_string(), data: tiff_file(w, h, channels, predictor == 2, data)? }
+    })
+}
+
+/// Whether `/SMask` is a Flate-compressed 8-bit grey mask of the image's size whose every
+/// sample is 255; inflated in small pieces, stopping at the first other value.
+fn opaque_soft_mask(doc: &Document, dict: &Dictionary, width: usize, height: usize) -> bool {
+    use std::io::Read;
+    let Some(mask) = dict.get(b"SMask").ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_stream().ok()) else {
+        return false;
+    };
+    let size = (int(doc, &mask.dict, b"Width"), int(doc, &mask.dict, b"Height"));
+    let plain = mask.dict.get(b"DecodeParms").is_err() && mask.dict.get(b"Decode").is_err();
+    if size != (i64::try_from(width).ok(), i64::try_from(height).ok())
+        || filter_names(doc, &mask.dict) != ["FlateDecode"]
+        || int(doc, &mask.dict, b"BitsPerComponent").unwrap_or(8) != 8
+        || !plain
+    {
+        return false;
+    }
+    let Some(expected) = width.checked_mul(height) else { return false };
+    let mut decoder = flate2::read::ZlibDecoder::new(mask.content.as_slice());
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut seen = 0usize;
+    while seen < expected {
+        match decoder.read(&mut buffer) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                let n = n.min(expected - seen);
+                if buffer.get(..n).is_none_or(|b| b.iter().any(|&a| a != 255)) {
+                    return false;
+                }
+                seen += n;
+            }
+        }
+    }
+    true
+}
+
+/// CRC-32 (ISO-HDLC, as PNG uses) of `parts` one after another.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for part in parts {
+        for &b in *part {
+            crc = TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8);
+        }
+    }
+    !crc
+}
+
+/// A PNG of `zlib`, PNG-filtered 8-bit grey (1 channel) or RGB (3) rows.
+fn png_file(w: u32, h: u32, channels: u8, zlib: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(zlib.len() + 64);
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+    };
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, if channels == 3 { 2 } else { 0 }, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    for part in zlib.chunks(1 << 20) {
+        chunk(b"IDAT", part);
+    }
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// A little-endian TIFF of one strip: `zlib`, 8-bit grey (1 channel) or RGB (3) samples, with
+/// the horizontal-differencing predictor when `differenced`.
+fn tiff_file(w: u32, h: u32, channels: u8, differenced: bool, zlib: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(zlib.len()).ok()?;
+    let count: u16 = if differenced { 11 } else { 10 };
+    let ifd_end = 8 + 2 + 12 * u32::from(count) + 4;
+    let bits_at = ifd_end; // three SHORTs when RGB
+    let data_at = ifd_end + 8;
+    let mut out = Vec::with_capacity(zlib.len() + data_at as usize);
+    out.extend_from_slice(b"II*\0");
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    let mut entry = |tag: u16, kind: u16, n: u32, value: u32| {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    };
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    entry(256, LONG, 1, w);
+    entry(257, LONG, 1, h);
+    if channels == 3 {
+        entry(258, SHORT, 3, bits_at);
+    } else {
+        entry(258, SHORT, 1, 8);
+    }
+    entry(259, SHORT, 1, 8); // Deflate (zlib)
+    entry(262, SHORT, 1, if channels == 3 { 2 } else { 1 }); // RGB, or BlackIsZero
+    entry(273, LONG, 1, data_at);
+    entry(277, SHORT, 1, u32::from(channels));
+    entry(278, LONG, 1, h);
+    entry(279, LONG, 1, len);
+    entry(284, SHORT, 1, 1); // chunky
+    if differenced {
+        entry(317, SHORT, 1, 2);
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&[8, 0, 8, 0, 8, 0, 0, 0]);
+    out.extend_from_slice(zlib);
+    Some(out)
 }
 
 fn finish(
@@ -2090,8 +1938,9 @@ mod tests {
     }
 
     /// Pages whose content stream (or a form it draws) shows a non-empty string: an oracle
-    /// for "this page has text" that does not go through pdf-extract.
+    /// for "this page has text" that does not go through our interpreter (lopdf decodes it).
     fn pages_with_text_ops(bytes: &[u8]) -> Vec<u32> {
+        use lopdf::content::{Content, Operation};
         fn shows_text(doc: &Document, ops: &[Operation], resources: Option<&Dictionary>, depth: u32) -> bool {
             ops.iter().any(|op| match op.operator.as_str() {
                 "Tj" | "'" | "\"" => op.operands.last().and_then(|o| o.as_str().ok()).is_some_and(|s| !s.is_empty()),
@@ -2268,7 +2117,7 @@ mod tests {
     // --- encryption -----------------------------------------------------------------------------
 
     fn encrypted_paper(user_password: &str) -> Vec<u8> {
-        use pdf_extract::{EncryptionState, EncryptionVersion, Permissions};
+        use lopdf::{EncryptionState, EncryptionVersion, Permissions};
         let mut doc = Document::load_mem(&paper()).expect("loads");
         let version = EncryptionVersion::V2 {
             document: &doc,
@@ -2392,19 +2241,14 @@ mod tests {
     }
 
     #[test]
-    fn to_unicode_cmaps_pdf_extract_would_panic_on_are_repaired() {
+    fn to_unicode_cmaps_pdf_extract_panicked_on_are_read() {
+        // Entries pdf-extract's CMap parser panicked on (and that had to be rewritten for it):
+        // a ligature destination in a range, a one-byte destination, a destination array.
         let cmap = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
 1 begincodespacerange <00> <FF> endcodespacerange\n\
 1 beginbfchar <03> <0042> endbfchar\n\
 3 beginbfrange <01> <01> <00660069>\n<02> <02> <41>\n<04> <05> [<0043> <0044>] endbfrange\n\
 endcmap end end\n";
-        let repaired = String::from_utf8(repair_cmap(cmap).expect("needs repair")).expect("ascii");
-        assert!(repaired.contains("<01> <00660069>"), "{repaired}");
-        assert!(repaired.contains("<02> <0041>"), "{repaired}");
-        assert!(repaired.contains("<04> <0043>") && repaired.contains("<05> <0044>"), "{repaired}");
-        assert_eq!(repair_cmap(repaired.as_bytes()), None, "a repaired CMap is left alone");
-
-        // Through pdf-extract: without the repair this page panics and loses its text.
         let mut doc = Document::load_mem(&build_pdf(vec![(
             "BT /F1 12 Tf 72 700 Td (\\001\\002\\003) Tj ET".to_string(),
             vec![],
@@ -2432,7 +2276,7 @@ endcmap end end\n";
         let gray = image_stream(40, 40, name("DeviceGray"), 8, None, (0..1600).map(|i| (i % 256) as u8).collect());
         let mut rgb = image_stream(64, 32, name("DeviceRGB"), 8, None, vec![200; 64 * 32 * 3]);
         rgb.compress().expect("flate");
-        let palette = Object::String(vec![255, 0, 0, 0, 0, 255], pdf_extract::StringFormat::Hexadecimal);
+        let palette = Object::String(vec![255, 0, 0, 0, 0, 255], lopdf::StringFormat::Hexadecimal);
         let indexed_space = Object::Array(vec![name("Indexed"), name("DeviceRGB"), 1.into(), palette]);
         let indexed = image_stream(33, 2, indexed_space, 1, None, vec![0b1010_1010; 5 * 2]);
         let mut jpeg = Vec::new();
@@ -2486,6 +2330,83 @@ endcmap end end\n";
         assert!(messages.iter().any(|m| m.contains("JPXDecode") && m.contains("page 1")), "{messages:#?}");
         assert!(messages.iter().any(|m| m.contains("DeviceCMYK")), "{messages:#?}");
         assert!(messages.iter().any(|m| m.starts_with("1 image smaller than 32×32")), "{messages:#?}");
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("compress");
+        e.finish().expect("compress")
+    }
+
+    #[test]
+    fn flate_images_pass_through_undecoded() {
+        let (w, h) = (40usize, 36usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let image = |data: Vec<u8>, label: &str, params: Option<Dictionary>| {
+            let mut s = image_stream(w as i64, h as i64, name("DeviceRGB"), 8, Some("FlateDecode"), data);
+            s.dict.set("Name", name(label));
+            if let Some(params) = params {
+                s.dict.set("DecodeParms", params);
+            }
+            s
+        };
+        // PNG predictors: Sub on every row.
+        let mut filtered = Vec::new();
+        for row in rgb.chunks(w * 3) {
+            filtered.push(1u8);
+            filtered.extend(row.iter().enumerate().map(|(i, &b)| b.wrapping_sub(if i >= 3 { row[i - 3] } else { 0 })));
+        }
+        let predicted = dict(vec![
+            ("Predictor", 15.into()),
+            ("Colors", 3.into()),
+            ("BitsPerComponent", 8.into()),
+            ("Columns", (w as i64).into()),
+        ]);
+        let images = vec![
+            ("A", image(zlib(&rgb), "Plain", None)),
+            ("B", image(zlib(&rgb), "Opaque", None)),
+            ("C", image(zlib(&filtered), "Predicted", Some(predicted))),
+            ("D", image(zlib(&rgb), "Translucent", None)),
+        ];
+        let content: String =
+            ["A", "B", "C", "D"].iter().map(|n| format!("q 100 0 0 50 72 400 cm /{n} Do Q\n")).collect();
+        let mut doc = Document::load_mem(&build_pdf(vec![(content, images)])).expect("loads");
+        let mask =
+            |data: &[u8]| image_stream(w as i64, h as i64, name("DeviceGray"), 8, Some("FlateDecode"), zlib(data));
+        let alpha: Vec<u8> = (0..w * h).map(|i| (i % 256) as u8).collect();
+        let opaque = doc.add_object(mask(&vec![255; w * h]));
+        let translucent = doc.add_object(mask(&alpha));
+        for object in doc.objects.values_mut() {
+            if let Object::Stream(s) = object {
+                match s.dict.get(b"Name").and_then(Object::as_name) {
+                    Ok(b"Opaque") => s.dict.set("SMask", Object::Reference(opaque)),
+                    Ok(b"Translucent") => s.dict.set("SMask", Object::Reference(translucent)),
+                    _ => {}
+                }
+            }
+        }
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("saves");
+        let parsed = parse(&bytes, &ParseLimits::default()).expect("parses");
+        assert!(parsed.warnings.iter().all(|w| w.message.starts_with("no text found")), "{:#?}", parsed.warnings);
+        let got: Vec<(&str, Vec<u8>)> = parsed
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Image(ImageRef { source: ImageSource::Bytes { mime, data }, .. }) => Some((mime.as_str(), data)),
+                _ => None,
+            })
+            .map(|(mime, data)| (mime, image::load_from_memory(data).expect("decodable").to_rgba8().into_raw()))
+            .collect();
+        let mimes: Vec<&str> = got.iter().map(|g| g.0).collect();
+        assert_eq!(mimes, ["image/tiff", "image/tiff", "image/png", "image/png"]);
+        let rgba: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        for (_, pixels) in &got[..3] {
+            assert!(*pixels == rgba);
+        }
+        let with_alpha: Vec<u8> = rgb.chunks(3).zip(&alpha).flat_map(|(p, &a)| [p[0], p[1], p[2], a]).collect();
+        assert!(got[3].1 == with_alpha);
     }
 
     #[test]
