@@ -34,15 +34,18 @@ fn main() {
     };
     let images = PlanImages { max_side: 1024, max_pixels: 30_000_000, max_bytes: 20_000_000 };
 
-    // `BENCH_ONLY=full` skips the parse-only rounds, to see the full ingest's own memory peak.
+    // `BENCH_ONLY=full` skips the parse-only rounds, to see the full ingest's own memory peak;
+    // `BENCH_ONLY=parse` skips the full ingest.
     let only_full = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "full");
-    // Parse + chunk only, one thread, best of 3.
+    let only_parse = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "parse");
+    // Parse + chunk only, one thread, best of 5 (overall and per kind).
     let mut best = f64::MAX;
     let mut chunks = 0;
     let mut per_kind: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
-    for round in 0..if only_full { 0 } else { 3 } {
+    for round in 0..if only_full { 0 } else { 5 } {
         let start = Instant::now();
         chunks = 0;
+        let mut this_round: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
         for (rel, kind, size) in &files {
             let file_start = Instant::now();
             let data = std::fs::read(dir.join(rel)).unwrap_or_default();
@@ -66,13 +69,17 @@ fn main() {
                 })
                 .collect();
             chunks += chunk::chunk("bench", &pieces, &chunking).len();
-            if round == 0 {
-                let e = per_kind.entry(kind.as_str()).or_default();
-                e.0 += size;
-                e.1 += file_start.elapsed().as_secs_f64();
-            }
+            let e = this_round.entry(kind.as_str()).or_default();
+            e.0 += size;
+            e.1 += file_start.elapsed().as_secs_f64();
         }
         best = best.min(start.elapsed().as_secs_f64());
+        for (kind, (bytes, secs)) in this_round {
+            let e = per_kind.entry(kind).or_insert((bytes, f64::MAX));
+            if round == 0 || secs < e.1 {
+                *e = (bytes, secs);
+            }
+        }
     }
     println!("parse+chunk, 1 thread:    {:>7.1} MB/s  ({best:.3} s, {chunks} chunks)", mb / best);
     for (kind, (bytes, secs)) in &per_kind {
@@ -90,7 +97,7 @@ fn main() {
         files: files.iter().map(|(p, k, _)| (p.clone(), *k)).collect(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for threads in [1, cores] {
+    for threads in if only_parse { vec![] } else { vec![1, cores] } {
         let start = Instant::now();
         let r = ingest::ingest(std::slice::from_ref(&source), &chunking, &images, threads);
         let t = start.elapsed().as_secs_f64();

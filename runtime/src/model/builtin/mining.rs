@@ -105,7 +105,9 @@ fn chunk_functions(task: &TaskInput) -> Vec<Source> {
     cells(task)
         .iter()
         .enumerate()
-        .flat_map(|(k, c)| python::functions(c.code).into_iter().map(move |function| Source { function, cell: Some(k) }))
+        .flat_map(|(k, c)| {
+            python::functions(c.code).into_iter().map(move |function| Source { function, cell: Some(k) })
+        })
         .collect()
 }
 
@@ -128,8 +130,10 @@ fn mine_code(task: &TaskInput) -> Result<Mined, String> {
     let documented = |s: &Source| s.function.docstring.is_some();
     let sources: Vec<Source> = match &task.image {
         Some(image) => {
-            let produced = produced_function(task, &image.id).ok_or("no mined function produced the image's circuit")?;
-            let found: Vec<Source> = functions_in_scope(task).into_iter().filter(|s| s.function.name == produced).collect();
+            let produced =
+                produced_function(task, &image.id).ok_or("no mined function produced the image's circuit")?;
+            let found: Vec<Source> =
+                functions_in_scope(task).into_iter().filter(|s| s.function.name == produced).collect();
             if !found.iter().any(documented) {
                 return Err(format!("the function `{produced}` that drew the image has no docstring"));
             }
