@@ -17,31 +17,28 @@
 //!    in validation and none in test).
 //! 3. Each group goes to the split most of its items want; ties are broken by the group's key.
 //!    A lone group goes to train (when train's ratio is above zero).
+//! 4. **Rebalance** (see [`rebalance`]): the vote cannot balance a few large groups (a flagship
+//!    build of 70 samples from a dozen documents came out 68 / 0 / 2), so the vote and a greedy
+//!    largest-group-first placement are both refined by moving whole groups while that lowers a
+//!    squared-deviation imbalance over the overall ratios and every stratum; the lower one wins.
 //!
 //! # What it promises
 //!
 //! - No leakage, by construction; the partition is disjoint and exhaustive.
 //! - Nothing depends on input order; the result is a function of (items, ratios, seed).
-//! - **Bounded change**: adding (or removing) a group with `m` items changes the split of at most
-//!   `2m` other groups. In a stratum where the new group has `c` items, each of the two cuts
-//!   moves relative to the existing items by at most `c` positions, so at most `2c` existing items
-//!   change the split they want, and a group can change only if one of its items did.
 //! - With groups of one item, every (stratum, split) count is within 1 of `n·ratio` (strictly),
-//!   and the same holds per stratum whenever each group's items sit in one stratum.
+//!   as the dithered cuts give it and the rebalance never makes it worse (a property test).
+//! - A few large groups still fill every split whose ratio they can reach (70 items in 12
+//!   documents: within 3 items of 56 / 7 / 7 for every seed tested).
 //!
-//! **Known limitation.** When groups spread over many strata (documents of 1–40 items over 42
-//! strata, in the test below), a group's position is about the same in every stratum, so the
-//! vote is essentially a cut of the seeded group order: overall ratios stay within about 1 point
-//! of their targets, but per stratum the balance is no better than assigning whole groups at
-//! random (measured over 10 seeds: the same mean deviation, up to 10 % of a stratum's size).
-//! A greedy iterative stratification would balance those strata better, at the price of the
-//! bounded-change promise.
+//! **Stability.** The vote alone changes the split of at most `2m` other groups when a group of
+//! `m` items is added (each stratum's two cuts move by at most its count of new items). The
+//! rebalance can move up to 64 more, and when the greedy candidate wins the assignment can change
+//! more widely; we prefer balanced splits over that promise. Items never move because of input
+//! order, only because the set of groups changed.
 //!
-//! It deliberately does not minimise the deviation globally (the greedy iterative stratification
-//! of Sechidis et al. balances multi-stratum groups better but cannot bound how many
-//! groups move when one is added: every later decision depends on every earlier one), and it does
-//! not group by anything but the `group` field: callers who want connected components over shared
-//! chunks or images compute them and pass the component id as the group.
+//! It does not group by anything but the `group` field: callers who want connected components over
+//! shared chunks or images compute them and pass the component id as the group.
 
 use std::collections::BTreeMap;
 
@@ -174,7 +171,14 @@ pub fn split(items: &[SplitItem], ratios: &SplitRatios, seed: u64) -> SplitResul
     let assigned: Vec<SplitName> = if groups.len() == 1 && ratios.0[0] > 0.0 {
         vec![SplitName::Train]
     } else {
-        groups.iter().zip(&votes).map(|(&(key, _), v)| elect(v, key)).collect()
+        let vote: Vec<SplitName> = groups.iter().zip(&votes).map(|(&(key, _), v)| elect(v, key)).collect();
+        let stratum_index: BTreeMap<&str, usize> = strata.keys().enumerate().map(|(t, s)| (*s, t)).collect();
+        let mut shape: Vec<BTreeMap<usize, u64>> = vec![BTreeMap::new(); groups.len()];
+        for (item, &g) in items.iter().zip(&group_of) {
+            *shape[g].entry(stratum_index[item.stratum.as_str()]).or_default() += 1;
+        }
+        let keys: Vec<u64> = groups.iter().map(|g| g.0).collect();
+        rebalance(vote, &shape, &keys, &ratios)
     };
 
     let mut assignments: Vec<(String, SplitName)> =
@@ -217,6 +221,189 @@ pub fn split(items: &[SplitItem], ratios: &SplitRatios, seed: u64) -> SplitResul
         .collect();
     let leakage = splits_of_group.iter().filter(|s| s.iter().filter(|&&b| b).count() > 1).count();
     SplitResult { assignments, achieved, strata, leakage }
+}
+
+/// The imbalance of an assignment of whole groups, kept up to date as groups move:
+/// `D = S·Σ_s (n_s − t_s·N)² / N + Σ_stratum Σ_s (n_ts − t_s·N_t)² / N_t`, with S the number of
+/// strata so that the overall ratios weigh as much as all strata together.
+struct Balance<'a> {
+    shape: &'a [BTreeMap<usize, u64>],
+    ratios: &'a Normalised,
+    overall: [f64; 3],
+    per_stratum: Vec<[f64; 3]>,
+    total: f64,
+    stratum_total: Vec<f64>,
+    weight: f64,
+}
+
+impl<'a> Balance<'a> {
+    /// An empty assignment (no group placed yet).
+    fn new(shape: &'a [BTreeMap<usize, u64>], ratios: &'a Normalised) -> Balance<'a> {
+        let strata_count = shape.iter().flat_map(|s| s.keys()).max().map_or(0, |&t| t + 1);
+        let mut stratum_total = vec![0f64; strata_count];
+        for counts in shape {
+            for (&t, &c) in counts {
+                stratum_total[t] += c as f64;
+            }
+        }
+        let total: f64 = stratum_total.iter().sum();
+        let weight = if total == 0.0 { 0.0 } else { strata_count.max(1) as f64 / total };
+        Balance {
+            shape,
+            ratios,
+            overall: [0.0; 3],
+            per_stratum: vec![[0.0; 3]; strata_count],
+            total,
+            stratum_total,
+            weight,
+        }
+    }
+
+    /// The change in `D` if group `g` leaves `from` (if placed) and joins `to`.
+    fn delta(&self, g: usize, from: Option<SplitName>, to: SplitName) -> f64 {
+        // Change of `(n + d − target)²` when `n` becomes `n + d`.
+        let change = |n: f64, d: f64, target: f64| (n + d - target).powi(2) - (n - target).powi(2);
+        let t = &self.ratios.0;
+        let size = self.shape[g].values().sum::<u64>() as f64;
+        let b = to.index();
+        let mut delta = self.weight * change(self.overall[b], size, t[b] * self.total);
+        if let Some(from) = from {
+            let a = from.index();
+            delta += self.weight * change(self.overall[a], -size, t[a] * self.total);
+        }
+        for (&s, &c) in &self.shape[g] {
+            let (c, n) = (c as f64, self.stratum_total[s]);
+            let mut d = change(self.per_stratum[s][b], c, t[b] * n);
+            if let Some(from) = from {
+                let a = from.index();
+                d += change(self.per_stratum[s][a], -c, t[a] * n);
+            }
+            delta += d / n;
+        }
+        delta
+    }
+
+    fn apply(&mut self, g: usize, from: Option<SplitName>, to: SplitName) {
+        for (&s, &c) in &self.shape[g] {
+            if let Some(from) = from {
+                self.overall[from.index()] -= c as f64;
+                self.per_stratum[s][from.index()] -= c as f64;
+            }
+            self.overall[to.index()] += c as f64;
+            self.per_stratum[s][to.index()] += c as f64;
+        }
+    }
+
+    /// Whether moving group `g` keeps every (stratum, split) count that is within 1 of its
+    /// target within 1: the rebalance trades imbalance, but never breaks a count the cuts got right.
+    fn keeps_close_counts(&self, g: usize, from: SplitName, to: SplitName) -> bool {
+        let t = &self.ratios.0;
+        self.shape[g].iter().all(|(&s, &c)| {
+            let n = self.stratum_total[s];
+            [(from.index(), -(c as f64)), (to.index(), c as f64)].iter().all(|&(k, d)| {
+                let before = (self.per_stratum[s][k] - t[k] * n).abs();
+                let after = (self.per_stratum[s][k] + d - t[k] * n).abs();
+                before >= 1.0 - 1e-9 || after < 1.0 - 1e-9
+            })
+        })
+    }
+
+    /// How many (stratum, split) counts are 1 or more away from their target.
+    fn far_counts(&self) -> usize {
+        let t = &self.ratios.0;
+        self.per_stratum
+            .iter()
+            .zip(&self.stratum_total)
+            .map(|(counts, &n)| (0..3).filter(|&k| (counts[k] - t[k] * n).abs() >= 1.0 - 1e-9).count())
+            .sum()
+    }
+
+    /// `D` itself.
+    fn imbalance(&self) -> f64 {
+        let t = &self.ratios.0;
+        let mut d: f64 = (0..3).map(|s| self.weight * (self.overall[s] - t[s] * self.total).powi(2)).sum();
+        for (counts, &n) in self.per_stratum.iter().zip(&self.stratum_total) {
+            if n > 0.0 {
+                d += (0..3).map(|s| (counts[s] - t[s] * n).powi(2)).sum::<f64>() / n;
+            }
+        }
+        d
+    }
+
+    /// The splits a group may join: those with a positive ratio.
+    fn open(&self) -> impl Iterator<Item = SplitName> + '_ {
+        SplitName::ALL.into_iter().filter(|s| self.ratios.0[s.index()] > 0.0)
+    }
+}
+
+/// Improves the vote's assignment when it is unbalanced, which happens with a few large groups:
+/// a flagship build of 70 samples from a dozen documents came out 68 / 0 / 2. Two candidates are
+/// refined by local search (move the one group that lowers `D` most, ties by group key then split,
+/// at most `MAX_MOVES` moves): the vote itself, and a greedy placement of groups largest first
+/// into the split that lowers `D` most (single moves cannot leave the vote's local minima, e.g.
+/// when one large group sits in validation). The candidate with the lower `D` wins, the vote on a
+/// tie, and also unless the greedy one has no more (stratum, split) counts that are 1 or more off
+/// their target. A move never takes a count that is within 1 of its target further away, so
+/// what the dithered cuts achieve for singleton groups survives. Every step moves whole groups,
+/// so leakage stays 0.
+fn rebalance(
+    vote: Vec<SplitName>,
+    shape: &[BTreeMap<usize, u64>],
+    keys: &[u64],
+    ratios: &Normalised,
+) -> Vec<SplitName> {
+    let mut from_vote = Balance::new(shape, ratios);
+    for (g, &s) in vote.iter().enumerate() {
+        from_vote.apply(g, None, s);
+    }
+    let mut vote = vote;
+    local_search(&mut vote, &mut from_vote, keys);
+
+    let mut greedy_balance = Balance::new(shape, ratios);
+    let mut order: Vec<usize> = (0..shape.len()).collect();
+    order.sort_by_key(|&g| (std::cmp::Reverse(shape[g].values().sum::<u64>()), keys[g]));
+    let mut greedy = vec![SplitName::Train; shape.len()];
+    for g in order {
+        let best = greedy_balance
+            .open()
+            .map(|s| (greedy_balance.delta(g, None, s), s))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some((_, to)) = best else { return vote };
+        greedy_balance.apply(g, None, to);
+        greedy[g] = to;
+    }
+    local_search(&mut greedy, &mut greedy_balance, keys);
+
+    let better = greedy_balance.far_counts() <= from_vote.far_counts()
+        && greedy_balance.imbalance() < from_vote.imbalance() - 1e-9;
+    if better { greedy } else { vote }
+}
+
+fn local_search(assigned: &mut [SplitName], balance: &mut Balance, keys: &[u64]) {
+    const MAX_MOVES: usize = 64;
+    for _ in 0..MAX_MOVES {
+        let mut best: Option<(f64, u64, SplitName, usize)> = None;
+        for (g, &from) in assigned.iter().enumerate() {
+            for to in balance.open().filter(|&to| to != from) {
+                if !balance.keeps_close_counts(g, from, to) {
+                    continue;
+                }
+                let delta = balance.delta(g, Some(from), to);
+                let better = match best {
+                    None => delta < -1e-9,
+                    Some((d, key, split, _)) => {
+                        delta < d - 1e-12 || (delta <= d + 1e-12 && (keys[g], to) < (key, split))
+                    }
+                };
+                if better {
+                    best = Some((delta, keys[g], to, g));
+                }
+            }
+        }
+        let Some((_, _, to, g)) = best else { break };
+        balance.apply(g, Some(assigned[g]), to);
+        assigned[g] = to;
+    }
 }
 
 /// The split with the most votes; a tie is broken by the group's own key, so no split is
@@ -355,6 +542,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_few_large_documents_still_fill_every_split() {
+        // The flagship's shape: 70 samples from 12 documents over 6 strata. The vote alone gave
+        // 68 / 0 / 2 here.
+        let sizes = [14u64, 10, 9, 7, 6, 5, 5, 4, 3, 3, 2, 2];
+        let mut items = Vec::new();
+        for (d, &size) in sizes.iter().enumerate() {
+            for k in 0..size {
+                let r = xxh3_64_with_seed(&((d as u64) * 100 + k).to_le_bytes(), 4);
+                items.push(item(&format!("{r:016x}"), &format!("doc{d}"), &format!("t{}|{}", r % 3, (r >> 8) % 2)));
+            }
+        }
+        for seed in 0..20 {
+            let r = split(&items, &FLAGSHIP, seed);
+            assert_eq!(r.leakage, 0);
+            let counts: Vec<u64> = r.achieved.iter().map(|a| a.items).collect();
+            // 56 / 7 / 7 is the target; whole documents of 2–14 items and six strata to balance
+            // at once allow ±3 at this size (the vote alone gave 53 / 14 / 3 for one seed).
+            assert!(
+                (53..=59).contains(&counts[0]) && counts[1..].iter().all(|c| (4..=10).contains(c)),
+                "seed {seed}: {counts:?}"
+            );
+        }
+    }
+
     /// Up to 200 items in up to 60 groups (of any size) over 6 strata.
     fn arb_items() -> impl Strategy<Value = Vec<SplitItem>> {
         proptest::collection::vec((0u16..60, 0u8..6), 0..200).prop_map(|raw| {
@@ -421,25 +633,6 @@ mod tests {
             reversed.reverse();
             prop_assert_eq!(&split(&reversed, &ratios, seed), &r);
             prop_assert_eq!(&split(&items, &ratios, seed), &r);
-        }
-
-        /// The promise in the module docs: a new group of `m` items moves at most `2m` others.
-        #[test]
-        fn a_new_group_moves_at_most_twice_its_size_in_other_groups(
-            items in arb_items(),
-            new_items in proptest::collection::vec(0u8..6, 1..12),
-            ratios in arb_ratios(),
-            seed in any::<u64>(),
-        ) {
-            let before = split(&items, &ratios, seed);
-            let mut more = items.clone();
-            for (k, s) in new_items.iter().enumerate() {
-                more.push(item(&format!("new{k:02}"), "the-new-group", &format!("s{s}")));
-            }
-            let after = split(&more, &ratios, seed);
-            let (old, new) = (group_splits(&items, &before), group_splits(&items, &after));
-            let moved = old.iter().filter(|(g, s)| new.get(*g) != Some(s)).count();
-            prop_assert!(moved <= 2 * new_items.len(), "{} groups moved for a group of {}", moved, new_items.len());
         }
 
         /// With one item per group every (stratum, split) count is within 1 of its target.
