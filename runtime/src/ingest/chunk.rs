@@ -4,7 +4,9 @@
 //! regex-scanned lines: headings start chunks, a code cell stays with its outputs and the images
 //! it produced, greedy grouping under size/code/image limits, small chunks merged into a
 //! neighbour. Unlike the original, the earlier code shown with a chunk is bounded
-//! (`prior_code_chars`) and every chunk has a content id.
+//! (`prior_code_chars`) and every chunk has a content id. Within that bound the earlier code keeps
+//! the document's import statements first: a chunk's code almost always needs `np` or
+//! `QuantumCircuit`, which the notebook imported once, at the top, long before the tail.
 
 use sdc_compiler::plan::PlanChunking;
 use sha2::{Digest, Sha256};
@@ -308,6 +310,7 @@ fn finish(document_id: &str, groups: Vec<Group>, limits: &PlanChunking) -> Vec<C
     let texts: Vec<String> =
         groups.iter().map(|g| g.units.iter().map(Unit::render).collect::<Vec<_>>().join("\n\n")).collect();
     let mut earlier_code = String::new();
+    let mut earlier_imports: Vec<String> = Vec::new();
     let mut last_heading: Option<String> = None;
     let mut chunks = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
@@ -332,8 +335,13 @@ fn finish(document_id: &str, groups: Vec<Group>, limits: &PlanChunking) -> Vec<C
                 code_blocks.push(code.clone());
             }
         }
-        let prior_code = tail_chars(&earlier_code, limits.prior_code_chars as usize);
+        let prior_code = bounded_prior_code(&earlier_imports, &earlier_code, limits.prior_code_chars as usize);
         for c in &code_blocks {
+            for statement in import_statements(c) {
+                if !earlier_imports.contains(&statement) {
+                    earlier_imports.push(statement);
+                }
+            }
             if !earlier_code.is_empty() {
                 earlier_code.push_str("\n\n");
             }
@@ -370,6 +378,62 @@ fn finish(document_id: &str, groups: Vec<Group>, limits: &PlanChunking) -> Vec<C
 }
 
 /// The last `n` characters, starting at a line boundary when one is near.
+/// Earlier code within `limit` characters: the import statements not already in the tail (at
+/// most half the budget, first ones first), then the end of the code.
+fn bounded_prior_code(imports: &[String], code: &str, limit: usize) -> String {
+    if code.chars().count() <= limit {
+        return code.to_string();
+    }
+    // The tail of the code, given room for `head` and the blank line after it.
+    let tail_after = |head: &[&str]| {
+        let used: usize = head.iter().map(|l| l.chars().count() + 1).sum();
+        tail_chars(code, limit.saturating_sub(used + 1))
+    };
+    let mut head: Vec<&str> = Vec::new();
+    let mut used = 0;
+    for statement in imports {
+        used += statement.chars().count() + 1;
+        if used > limit / 2 {
+            break;
+        }
+        head.push(statement);
+    }
+    // Imports the tail already shows need not be repeated; the freed room goes to the tail.
+    let tail = tail_after(&head);
+    head.retain(|l| !tail.lines().any(|t| t == *l));
+    if head.is_empty() {
+        return tail_chars(code, limit);
+    }
+    format!("{}\n\n{}", head.join("\n"), tail_after(&head))
+}
+
+/// The top-level single-line `import …` / `from … import …` statements of a code block, in order
+/// (a parenthesised multi-line import is joined onto one line).
+fn import_statements(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = code.lines();
+    while let Some(line) = lines.next() {
+        let is_import = line.starts_with("import ") || (line.starts_with("from ") && line.contains(" import "));
+        if !is_import {
+            continue;
+        }
+        let mut statement = line.trim_end().to_string();
+        if statement.ends_with('(') || (statement.contains('(') && !statement.contains(')')) {
+            for more in lines.by_ref() {
+                statement.push(' ');
+                statement.push_str(more.trim());
+                if more.contains(')') {
+                    break;
+                }
+            }
+        }
+        if !statement.ends_with('\\') {
+            out.push(statement);
+        }
+    }
+    out
+}
+
 fn tail_chars(s: &str, n: usize) -> String {
     let count = s.chars().count();
     if count <= n {
@@ -449,6 +513,31 @@ mod tests {
         assert!(chunks[1].previous_text.chars().count() <= 20);
         let ids: std::collections::BTreeSet<_> = chunks.iter().map(|c| c.id.clone()).collect();
         assert_eq!(ids.len(), chunks.len());
+    }
+
+    #[test]
+    fn earlier_imports_survive_the_bound() {
+        let mut pieces = vec![Piece::Code {
+            language: None,
+            code: "import numpy as np\nfrom qiskit import (\n    QuantumCircuit,\n)".into(),
+        }];
+        for i in 0..20 {
+            pieces.push(Piece::Heading { level: 2, text: format!("Part {i}") });
+            pieces.push(text(120));
+            pieces.push(Piece::Code { language: None, code: format!("value_{i} = np.zeros({i})\nprint(value_{i})") });
+        }
+        let limits = PlanChunking { prior_code_chars: 120, ..limits() };
+        let chunks = chunk("doc", &pieces, &limits);
+        let last = chunks.last().expect("chunks");
+        assert!(last.prior_code.chars().count() <= 120, "{}", last.prior_code);
+        assert!(
+            last.prior_code.starts_with("import numpy as np\nfrom qiskit import ( QuantumCircuit, )\n\n"),
+            "{}",
+            last.prior_code
+        );
+        assert!(last.prior_code.ends_with("print(value_18)"), "{}", last.prior_code);
+        // Short earlier code is shown whole, imports not repeated.
+        assert_eq!(chunks[1].prior_code.matches("import numpy").count(), 1, "{}", chunks[1].prior_code);
     }
 
     #[test]

@@ -191,20 +191,38 @@ fn produced_function(task: &TaskInput, image_id: &str) -> Option<String> {
     None
 }
 
-/// One-line top-level assignments `name = value` of a piece of code, in order.
+/// Top-level assignments `name = value` of a piece of code, in order; a value whose brackets
+/// open over several lines (`backend = GenericBackendV2(\n    num_qubits=7,\n)`) is one statement.
 fn top_level_assignments(code: &str) -> Vec<(String, String)> {
-    code.lines()
-        .filter(|l| !l.starts_with([' ', '\t', '#']))
-        .filter_map(|l| {
-            let (target, value) = l.split_once('=')?;
-            let target = target.trim();
-            let single = value.chars().filter(|c| matches!(c, '(' | '[' | '{')).count()
-                == value.chars().filter(|c| matches!(c, ')' | ']' | '}')).count();
-            let plain = !target.is_empty() && target.chars().all(|c| c.is_alphanumeric() || c == '_');
-            (plain && single && !value.starts_with('=') && !value.trim().is_empty())
-                .then(|| (target.to_string(), format!("{target} = {}", value.trim())))
-        })
-        .collect()
+    let depth = |s: &str| {
+        s.chars().filter(|c| matches!(c, '(' | '[' | '{')).count() as i64
+            - s.chars().filter(|c| matches!(c, ')' | ']' | '}')).count() as i64
+    };
+    let mut out = Vec::new();
+    let mut lines = code.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with([' ', '\t', '#']) {
+            continue;
+        }
+        let Some((target, value)) = line.split_once('=') else { continue };
+        let target = target.trim();
+        let plain = !target.is_empty() && target.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if !plain || value.starts_with('=') || value.trim().is_empty() {
+            continue;
+        }
+        let mut statement = format!("{target} = {}", value.trim());
+        let mut open = depth(value);
+        while open > 0 {
+            let Some(more) = lines.next() else { break };
+            statement.push('\n');
+            statement.push_str(more);
+            open += depth(more);
+        }
+        if open == 0 {
+            out.push((target.to_string(), statement));
+        }
+    }
+    out
 }
 
 /// Every name the function uses is a parameter, a local, an import of the chunk or a builtin:
@@ -331,6 +349,10 @@ fn intro_before(task: &TaskInput, index: usize) -> Option<String> {
     (keep.chars().count() >= 20).then_some(keep)
 }
 
+/// How printed output is compared: notebooks store outputs with trailing spaces stripped, and
+/// `-0.0` against `0.0` is a numerical library's rounding, not a different answer.
+const NORMAL_OUTPUT: &str = "\n\ndef _normal(text):\n    lines = [line.rstrip() for line in text.strip().splitlines()]\n    return re.sub(r\"(?<![\\w.])-(0\\.0+)(?![0-9])\", r\"\\1\", \"\\n\".join(lines))\n";
+
 /// The test: the cell's own demo code, run against the candidate, must print what the notebook
 /// recorded.
 fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
@@ -392,9 +414,12 @@ fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
             needed.extend(python::names_used(statement).into_iter().filter(|m| !known.contains(m)));
             values.insert(0, statement.clone());
         } else if let Some(def) = definitions.iter().find(|f| f.name == n) {
-            known.extend(def.params.iter().map(|p| p.name.clone()));
-            known.extend(python::assigned_names(&def.body));
-            needed.extend(python::names_used(&def.body).into_iter().filter(|m| !known.contains(m)));
+            // The helper's parameters and locals are known inside it only: a demo that uses a
+            // global `backend` is not satisfied by a helper's parameter of that name.
+            let mut local: BTreeSet<String> = def.params.iter().map(|p| p.name.clone()).collect();
+            local.extend(python::assigned_names(&def.body));
+            needed
+                .extend(python::names_used(&def.body).into_iter().filter(|m| !known.contains(m) && !local.contains(m)));
             helpers.insert(0, def.source.clone());
         } else {
             return Err(format!("the demo code uses `{n}`, which this chunk does not define"));
@@ -409,18 +434,19 @@ fn test_for(task: &TaskInput, source: &Source) -> Result<String, String> {
         .chain(helpers.iter().flat_map(|h| python::names_used(h)))
         .chain(values.iter().flat_map(|v| python::names_used(v)))
         .collect();
-    let mut test = String::from("import contextlib\nimport io\n");
+    let mut test = String::from("import contextlib\nimport io\nimport re\n");
     for statement in imports.iter().filter(|s| python::imported_names(s).iter().any(|n| used.contains(n))) {
         test.push_str(statement);
         test.push('\n');
     }
+    test.push_str(NORMAL_OUTPUT);
     for h in &helpers {
         test.push_str("\n\n");
         test.push_str(h);
         test.push('\n');
     }
     test.push_str(&format!(
-        "\n\ndef check(candidate):\n    {name} = candidate\n{setup}    out = io.StringIO()\n    with contextlib.redirect_stdout(out):\n{body}    printed = out.getvalue().strip()\n    expected = {literal}\n    assert printed == expected, f\"printed {{printed!r}}, expected {{expected!r}}\"\n"
+        "\n\ndef check(candidate):\n    {name} = candidate\n{setup}    out = io.StringIO()\n    with contextlib.redirect_stdout(out):\n{body}    printed = _normal(out.getvalue())\n    expected = _normal({literal})\n    assert printed == expected, f\"printed {{printed!r}}, expected {{expected!r}}\"\n"
     ));
     Ok(test)
 }
@@ -696,6 +722,19 @@ mod tests {
     }
 
     #[test]
+    fn assignments_may_span_lines() {
+        let code = "backend = GenericBackendV2(\n    num_qubits=7,\n    seed=3,\n)\nx = 1\n    y = 2\nz == 3\n";
+        let found = top_level_assignments(code);
+        assert_eq!(
+            found,
+            [
+                ("backend".to_string(), "backend = GenericBackendV2(\n    num_qubits=7,\n    seed=3,\n)".to_string()),
+                ("x".to_string(), "x = 1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn function_completion_from_a_documented_function() {
         let m = mine(&task("function_completion", None)).unwrap();
         assert_eq!(m.entry_point, "bell_pair");
@@ -713,6 +752,12 @@ mod tests {
         insta::assert_snapshot!(m.test_code, @r#"
         import contextlib
         import io
+        import re
+
+
+        def _normal(text):
+            lines = [line.rstrip() for line in text.strip().splitlines()]
+            return re.sub(r"(?<![\w.])-(0\.0+)(?![0-9])", r"\1", "\n".join(lines))
 
 
         def check(candidate):
@@ -721,8 +766,8 @@ mod tests {
             with contextlib.redirect_stdout(out):
                 bell = bell_pair()
                 print(bell.num_qubits, bell.depth(), dict(bell.count_ops()))
-            printed = out.getvalue().strip()
-            expected = "2 2 {'h': 1, 'cx': 1}"
+            printed = _normal(out.getvalue())
+            expected = _normal("2 2 {'h': 1, 'cx': 1}")
             assert printed == expected, f"printed {printed!r}, expected {expected!r}"
         "#);
         let candidate = Candidate { question: m.question, entry_point: m.entry_point, test_code: m.test_code };
