@@ -376,21 +376,21 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     let t = Instant::now();
     let chunk_by_id: BTreeMap<&str, &ingest::chunk::Chunk> =
         ingested.chunks.iter().map(|c| (c.id.as_str(), c)).collect();
-    let inputs: Vec<TaskInput> = allocated
-        .tasks
-        .iter()
-        .filter_map(|t| {
-            let chunk = chunk_by_id.get(t.chunk_id.as_str())?;
-            Some(task_input(&ingested, chunk, t, &images))
-        })
-        .collect();
+    // Allocation only picks among the chunks it was given, so every task finds its chunk.
+    let planned: Vec<(&allocation::Task, &ingest::chunk::Chunk)> =
+        allocated.tasks.iter().filter_map(|t| Some((t, *chunk_by_id.get(t.chunk_id.as_str())?))).collect();
     for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
-        progress.start(stage, inputs.len() as u64);
+        progress.start(stage, planned.len() as u64);
     }
-    let tasks: BTreeMap<String, TaskRecord> = futures::stream::iter(inputs)
-        .map(|input| tasks::task(&ctx, input))
+    // Inputs are built as tasks start and slimmed as they finish: holding every task's
+    // chunk text and context at once was most of a large build's memory.
+    let tasks: BTreeMap<String, TaskRecord> = futures::stream::iter(planned)
+        .map(|(t, chunk)| tasks::task(&ctx, task_input(&ingested, chunk, t, &images)))
         .buffer_unordered(n)
-        .map(|r| (r.input.task_id.clone(), r))
+        .map(|mut r| {
+            r.slim();
+            (r.input.task_id.clone(), r)
+        })
         .collect()
         .await;
     for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
@@ -497,7 +497,12 @@ fn task_input(
     task: &allocation::Task,
     images: &BTreeMap<String, ImageOutcome>,
 ) -> TaskInput {
-    let document = ingested.documents.iter().find(|d| d.id == chunk.document_id);
+    // Documents and images are sorted by id: a linear search per task was quadratic at scale.
+    let document = ingested
+        .documents
+        .binary_search_by(|d| d.id.as_str().cmp(&chunk.document_id))
+        .ok()
+        .map(|k| &ingested.documents[k]);
     let view = ChunkView {
         id: chunk.id.clone(),
         document_id: chunk.document_id.clone(),
@@ -511,7 +516,7 @@ fn task_input(
     };
     let image = task.image_id.as_ref().and_then(|id| images.get(id)).map(|o| {
         // The image as it appears in this chunk's document, when it is used there.
-        let record = ingested.images.iter().find(|r| r.id == o.id);
+        let record = ingested.images.binary_search_by(|r| r.id.as_str().cmp(&o.id)).ok().map(|k| &ingested.images[k]);
         let local = record.and_then(|r| r.uses.iter().find(|u| u.document_id == chunk.document_id));
         TargetImage {
             id: o.id.clone(),

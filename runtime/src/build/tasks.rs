@@ -47,6 +47,23 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Drops what only the task stages read (chunk text, context, image descriptions) and keeps
+    /// the ids and paths that packaging and provenance need.
+    pub fn slim(&mut self) {
+        let chunk = &mut self.input.chunk;
+        chunk.parts = Vec::new();
+        chunk.prior_code = String::new();
+        chunk.previous_text = String::new();
+        chunk.next_text = String::new();
+        self.input.context = String::new();
+        if let Some(image) = &mut self.input.image {
+            image.transcription = String::new();
+            image.generating_code = String::new();
+            image.surrounding_text = String::new();
+            image.alt_text = String::new();
+        }
+    }
+
     fn reject(&mut self, stage: StageKind, reason: impl Into<String>) -> StageFate {
         self.fate = Fate::Rejected { stage: stage.as_str().to_string(), reason: reason.into() };
         StageFate::Rejected
