@@ -734,17 +734,45 @@ out["rejected"] = {"rows": rejected.num_rows, "attempts": str(rejected.features[
 print(json.dumps(out, sort_keys=True))
 "#;
 
+/// The Python with Hugging Face `datasets`: `SDC_TEST_PYTHON`, else a venv in the user's cache
+/// (`~/.cache/sdc/venv-hf`, the one `.ci/run` uses), created with pinned packages from PyPI on
+/// first use, so that `cargo test --workspace` alone passes on a fresh machine.
 fn hf_python() -> String {
-    let python = std::env::var("SDC_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let probe = Command::new(&python).args(["-c", "import datasets, pyarrow, PIL"]).output();
-    match probe {
-        Err(e) => panic!("cannot run `{python}` ({e}); this test needs Hugging Face datasets: {HF_INSTALL}"),
-        Ok(o) if !o.status.success() => panic!(
-            "`{python}` cannot import datasets, pyarrow and PIL ({}); install them: {HF_INSTALL}",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or_default()
-        ),
-        Ok(_) => python,
+    const PACKAGES: [&str; 3] = ["datasets==5.2.0", "pyarrow==26.0.1", "pillow==13.0.0"];
+    let imports = |python: &str| Command::new(python).args(["-c", "import datasets, pyarrow, PIL"]).output();
+    if let Ok(python) = std::env::var("SDC_TEST_PYTHON") {
+        return match imports(&python) {
+            Err(e) => panic!("cannot run `{python}` ({e}); this test needs Hugging Face datasets: {HF_INSTALL}"),
+            Ok(o) if !o.status.success() => panic!(
+                "`{python}` cannot import datasets, pyarrow and PIL ({}); install them: {HF_INSTALL}",
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or_default()
+            ),
+            Ok(_) => python,
+        };
     }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let venv = std::path::PathBuf::from(home).join(".cache/sdc/venv-hf");
+    let python = venv.join("bin/python").display().to_string();
+    if imports(&python).is_ok_and(|o| o.status.success()) {
+        return python;
+    }
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run `{program}`: {e}"));
+        assert!(
+            out.status.success(),
+            "`{program} {}` failed:\n{}{}\n{HF_INSTALL}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let venv_arg = venv.display().to_string();
+    run("python3", &["-m", "venv", &venv_arg]);
+    let pip = venv.join("bin/pip").display().to_string();
+    let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
+    args.extend(PACKAGES);
+    run(&pip, &args);
+    python
 }
 
 #[test]

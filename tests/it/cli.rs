@@ -120,9 +120,12 @@ fn frozen_uses_the_lock_as_is() {
     assert_eq!(p.sdc(&["lock", SPEC]).code, 0);
     let before = p.read(LOCK);
     p.edit("prompts/curate.j2", "system:", "system (edited):");
+    // `--frozen` neither checks nor rewrites the lock, but the executor will not render a prompt
+    // the lock does not describe: it stops before any call, naming the template.
     let frozen = p.sdc(&["build", SPEC, "--frozen"]);
-    assert!(frozen.stderr.contains("locked mini@1.0.0"), "{}", frozen.stderr);
-    assert!(!frozen.stderr.contains("prompt:curate.j2"), "{}", frozen.stderr);
+    assert_eq!(frozen.code, 1, "{}", frozen.stderr);
+    assert!(frozen.stderr.contains("prompt template `curate.j2` changed since the lock"), "{}", frozen.stderr);
+    assert!(!frozen.stderr.contains("~ prompt:curate.j2"), "no drift listing: {}", frozen.stderr);
     assert_eq!(p.read(LOCK), before);
 }
 
