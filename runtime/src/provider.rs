@@ -14,6 +14,26 @@ use serde::Deserialize;
 
 use crate::Environment;
 
+/// The endpoints and keys of the spec's OpenAI-compatible models, as the environment gives them
+/// now, by alias. Models whose base URL is unset are left out (they run on the builtin generator
+/// when the lock says so). Keys live only in the returned value, never in the plan or the lock.
+pub fn connections(spec: &Spec, env: &Environment) -> BTreeMap<String, Vec<crate::model::openai::Connection>> {
+    let mut out = BTreeMap::new();
+    for model in spec.models.iter().filter(|m| m.provider == Provider::Openai) {
+        let api_key = model.api_key.as_ref().and_then(|k| env.setting(k)).filter(|k| !k.is_empty());
+        let urls: Vec<_> = model
+            .base_urls
+            .iter()
+            .filter_map(|s| env.setting(s))
+            .map(|base_url| crate::model::openai::Connection { base_url, api_key: api_key.clone() })
+            .collect();
+        if !urls.is_empty() {
+            out.insert(model.name.clone(), urls);
+        }
+    }
+    out
+}
+
 /// How to treat models already pinned in the previous lock.
 #[derive(Clone, Debug, Default)]
 pub struct ResolveOptions {
@@ -266,6 +286,6 @@ fn setting_span(setting: &Setting, model: &Model) -> sdc_compiler::Span {
 }
 
 /// rustls needs a process-wide crypto provider; we use ring (no C toolchain beyond cc).
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

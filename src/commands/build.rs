@@ -36,7 +36,12 @@ pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
     } else {
         progress::Mode::Lines
     };
+    let env = sdc_runtime::Environment::load(std::env::current_dir().as_deref().unwrap_or(Path::new(".")));
+    let online: Vec<&str> = plan.models.iter().filter(|m| m.provider != "builtin").map(|m| m.alias.as_str()).collect();
+    let mut connections = sdc_runtime::provider::connections(spec, &env);
+    connections.retain(|alias, _| online.contains(&alias.as_str()));
     let opts = BuildOptions {
+        connections,
         spec_dir: spec.dir.clone(),
         prompts_dir: templates::prompts_dir(spec),
         store_dir,

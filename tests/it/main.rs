@@ -8,6 +8,8 @@ mod cli;
 mod diagnostics;
 /// Ingest of the project's own corpus and the shared Qiskit docs.
 mod ingest;
+/// `sdc build` against a faulty OpenAI-compatible server on 127.0.0.1.
+mod online;
 /// Shared helpers: a scratch copy of the fixture project, running the binary.
 mod support;
 /// Architecture invariants as tests.

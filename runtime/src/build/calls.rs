@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sdc_compiler::hash::derive_seed;
 use sdc_compiler::plan::{PlanModel, PlanStage};
@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::outcome::Books;
 use super::prompts::{PromptError, Prompts};
 use super::replies::{ReplyError, ReplySchema};
+use crate::model::openai;
 use crate::model::{self, BuiltinCall, CallMeta, ChatRequest, Message, Part, Role, StoredResponse};
 use crate::store::{Journal, StoreError};
 
@@ -41,6 +42,9 @@ pub enum CallError {
     Prompt(#[from] PromptError),
     #[error("{0}")]
     Provider(String),
+    /// The server refused the key (401/403): every call to it would fail, so the build stops.
+    #[error("{0}; check the API key variable (its value is never printed)")]
+    Refused(String),
     #[error("{model} replied with something invalid at step `{step}`: {error}")]
     Reply { model: String, step: String, error: ReplyError },
     #[error(transparent)]
@@ -50,7 +54,7 @@ pub enum CallError {
 impl CallError {
     /// Whether the whole build must stop (the store is broken), whatever the stage's policy.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, CallError::Store(_))
+        matches!(self, CallError::Store(_) | CallError::Refused(_))
     }
 }
 
@@ -60,6 +64,70 @@ pub struct Caller<'a> {
     pub requests: Mutex<Journal>,
     pub books: &'a Mutex<Books>,
     pub models: &'a [PlanModel],
+    /// Online models by alias: their endpoints, HTTP client and in-flight limit.
+    pub online: BTreeMap<String, Online>,
+    /// Normalised image bytes by id (the store's objects), for image parts sent to servers.
+    pub store: &'a crate::store::Store,
+}
+
+/// An OpenAI-compatible model's connections and limits.
+pub struct Online {
+    pub connections: Vec<openai::Connection>,
+    pub client: openai::Client,
+    pub policy: openai::Policy,
+    pub slots: tokio::sync::Semaphore,
+    /// Calls in flight per connection, to send each call to the least busy one.
+    pub in_flight: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl Online {
+    pub fn new(model: &PlanModel, connections: Vec<openai::Connection>) -> Result<Online, String> {
+        let policy = openai::Policy {
+            timeout: Duration::from_millis(model.timeout_ms.max(1)),
+            connect_timeout: Duration::from_millis(model.connect_timeout_ms.max(1)),
+            retries: model.retries.min(20) as u32,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        };
+        Ok(Online {
+            client: openai::Client::new(&policy)?,
+            policy,
+            slots: tokio::sync::Semaphore::new(model.max_in_flight.clamp(1, 4096) as usize),
+            in_flight: connections.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect(),
+            connections,
+        })
+    }
+
+    /// One call, on the connection with the fewest calls in flight (ties: the first).
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        store: &crate::store::Store,
+    ) -> Result<openai::Completed, openai::CallFailure> {
+        use std::sync::atomic::Ordering;
+        let _slot = self.slots.acquire().await.map_err(|e| openai::CallFailure {
+            endpoint: String::new(),
+            message: e.to_string(),
+            attempts: 0,
+            transient: false,
+            status: None,
+        })?;
+        let k = (0..self.connections.len()).min_by_key(|&k| self.in_flight[k].load(Ordering::SeqCst)).unwrap_or(0);
+        let Some(connection) = self.connections.get(k) else {
+            return Err(openai::CallFailure {
+                endpoint: String::new(),
+                message: "the model has no endpoint".into(),
+                attempts: 0,
+                transient: false,
+                status: None,
+            });
+        };
+        self.in_flight[k].fetch_add(1, Ordering::SeqCst);
+        let image = |id: &str| store.get_object(id).ok().flatten();
+        let result = self.client.complete(connection, request, &self.policy, &image).await;
+        self.in_flight[k].fetch_sub(1, Ordering::SeqCst);
+        result
+    }
 }
 
 pub struct Conversation<'s> {
@@ -159,23 +227,36 @@ impl Caller<'_> {
                 let started_at_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                let response = if builtin {
-                    model::builtin::complete(&request).map_err(|e| CallError::Provider(e.to_string()))?
+                let (response, attempts, endpoint) = if builtin {
+                    let r = model::builtin::complete(&request).map_err(|e| CallError::Provider(e.to_string()))?;
+                    (r, 1, "builtin".to_string())
                 } else {
-                    return Err(CallError::Provider(format!(
-                        "model `{}` ({}) needs the OpenAI-compatible provider, which this build of sdc does not include yet",
-                        model.alias, model.resolved
-                    )));
+                    let online = self.online.get(&model.alias).ok_or_else(|| {
+                        CallError::Provider(format!(
+                            "model `{}` ({}) has no endpoint in this environment: set its base URL variable, or lock it to the builtin generator",
+                            model.alias, model.resolved
+                        ))
+                    })?;
+                    match online.call(&request, self.store).await {
+                        Ok(done) => (done.response, done.attempts, done.endpoint),
+                        Err(failure) => {
+                            let mut books = lock(self.books);
+                            let s = books.stage(stage_name);
+                            s.calls_failed += 1;
+                            let message = format!("model `{}`: {failure}", model.alias);
+                            return Err(if failure.is_refusal() {
+                                CallError::Refused(message)
+                            } else {
+                                CallError::Provider(message)
+                            });
+                        }
+                    }
                 };
                 let meta = CallMeta {
                     latency_ms: started.elapsed().as_millis() as u64,
                     started_at_ms,
-                    attempts: 1,
-                    endpoint: if builtin {
-                        "builtin".into()
-                    } else {
-                        model.endpoints.first().cloned().unwrap_or_default()
-                    },
+                    attempts,
+                    endpoint,
                     mode: "online".into(),
                 };
                 let stored = StoredResponse { response, meta };

@@ -64,6 +64,9 @@ pub struct BuildOptions {
     /// Ingest worker threads (0 = one per core).
     pub ingest_threads: usize,
     pub progress: progress::Mode,
+    /// Endpoints (with keys) of the plan's OpenAI-compatible models, by alias; resolved from the
+    /// environment by the caller, never stored.
+    pub connections: BTreeMap<String, Vec<crate::model::openai::Connection>>,
     /// The lockfile's sha256 and the command that reproduces the build, for provenance.
     pub lock_sha256: String,
     pub reproduce: String,
@@ -301,12 +304,22 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         _ => None,
     };
 
+    let mut online = BTreeMap::new();
+    for m in plan.models.iter().filter(|m| m.provider != "builtin") {
+        if let Some(connections) = opts.connections.get(&m.alias).filter(|c| !c.is_empty()) {
+            let o = calls::Online::new(m, connections.clone())
+                .map_err(|e| BuildError::Stopped(format!("model `{}`: {e}", m.alias)))?;
+            online.insert(m.alias.clone(), o);
+        }
+    }
     let caller = Caller {
         prompts: &prompts,
         responses: Mutex::new(store.journal("responses")?),
         requests: Mutex::new(store.journal("requests")?),
         books: &books,
         models: &plan.models,
+        online,
+        store: &store,
     };
     let ctx = Ctx {
         plan,

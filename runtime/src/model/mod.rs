@@ -11,6 +11,7 @@
 
 pub mod builtin;
 pub mod json;
+pub mod openai;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,0 +1,369 @@
+//! The OpenAI-compatible provider: `POST {base_url}/chat/completions`.
+//!
+//! One call = one [`ChatRequest`] sent as the chat-completions body (text and image parts, the
+//! image as a base64 data URL of its normal form, `seed`, sampling parameters and a
+//! `response_format` JSON schema), retried only when the failure is transient: 408, 429, 5xx,
+//! timeouts, refused or reset connections, truncated or malformed bodies. 400/401/403/404/422 and
+//! other client errors fail at once with the server's own message. A `Retry-After` in seconds is
+//! honoured (capped); otherwise the wait is exponential with jitter derived from the request key
+//! and the attempt, so it needs no random source and never affects what is built.
+//!
+//! The API key goes only into the `Authorization` header; it is never part of an error message,
+//! a trace or anything written (errors name the endpoint as `host:port`).
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ChatRequest, ChatResponse, Part, Role, Usage};
+
+/// Where a model is served, with its key; resolved from the spec's environment by the CLI.
+#[derive(Clone)]
+pub struct Connection {
+    /// The base URL, e.g. `http://127.0.0.1:8000/v1` (no trailing `/chat/completions`).
+    pub base_url: String,
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: Debug output ends up in logs.
+        f.debug_struct("Connection").field("endpoint", &endpoint_of(&self.base_url)).finish_non_exhaustive()
+    }
+}
+
+/// How hard to try, from the plan's model settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff; doubled per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// A call that did not produce a usable reply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{endpoint}: {message} (after {attempts} attempt(s))")]
+pub struct CallFailure {
+    pub endpoint: String,
+    pub message: String,
+    pub attempts: u32,
+    /// Whether the last failure was transient (the retries ran out) or final at once.
+    pub transient: bool,
+    /// The last HTTP status, if the server answered.
+    pub status: Option<u16>,
+}
+
+impl CallFailure {
+    /// 401 or 403: the key (or its permissions) is wrong, so every other call will fail too.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status, Some(401 | 403))
+    }
+}
+
+/// The outcome of one call: the reply, how many attempts it took, and the usage the server
+/// reported for failed attempts too (a reply cut short still costs its tokens).
+#[derive(Clone, Debug)]
+pub struct Completed {
+    pub response: ChatResponse,
+    pub attempts: u32,
+    pub endpoint: String,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+}
+
+enum Attempt {
+    Done(ChatResponse),
+    Transient { message: String, retry_after: Option<Duration>, status: Option<u16> },
+    Final(String, u16),
+}
+
+impl Client {
+    pub fn new(policy: &Policy) -> Result<Client, String> {
+        crate::provider::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.timeout)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(Client { http })
+    }
+
+    /// Sends `request`, retrying transient failures. `image` returns the PNG bytes of an image
+    /// id (the normal form in the store).
+    pub async fn complete(
+        &self,
+        connection: &Connection,
+        request: &ChatRequest,
+        policy: &Policy,
+        image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
+    ) -> Result<Completed, CallFailure> {
+        let endpoint = endpoint_of(&connection.base_url);
+        let body = body(request, image).map_err(|message| CallFailure {
+            endpoint: endpoint.clone(),
+            message,
+            attempts: 0,
+            transient: false,
+            status: None,
+        })?;
+        let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
+        let key = request.key();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.once(&url, connection, &body).await {
+                Attempt::Done(response) => return Ok(Completed { response, attempts: attempt, endpoint }),
+                Attempt::Final(message, status) => {
+                    let status = Some(status);
+                    return Err(CallFailure { endpoint, message, attempts: attempt, transient: false, status });
+                }
+                Attempt::Transient { message, retry_after, status } => {
+                    if attempt > policy.retries {
+                        return Err(CallFailure { endpoint, message, attempts: attempt, transient: true, status });
+                    }
+                    let wait = retry_after.unwrap_or_else(|| backoff(policy, &key, attempt));
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn once(&self, url: &str, connection: &Connection, body: &Value) -> Attempt {
+        let mut req = self.http.post(url).json(body);
+        if let Some(key) = connection.api_key.as_deref().filter(|k| !k.is_empty()) {
+            req = req.bearer_auth(key);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Transient { message: describe(&e), retry_after: None, status: None },
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(300.0)));
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                let message = format!("the body was cut short ({})", describe(&e));
+                return Attempt::Transient { message, retry_after, status: Some(status.as_u16()) };
+            }
+        };
+        if !status.is_success() {
+            let message = format!("HTTP {}: {}", status.as_u16(), server_message(&text));
+            let transient = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
+            let code = Some(status.as_u16());
+            return if transient {
+                Attempt::Transient { message, retry_after, status: code }
+            } else {
+                Attempt::Final(message, status.as_u16())
+            };
+        }
+        match parse(&text) {
+            Ok(r) => Attempt::Done(r),
+            // A 200 with a body we cannot read is what a proxy that cut the stream sends.
+            Err(e) => Attempt::Transient { message: e, retry_after: None, status: Some(200) },
+        }
+    }
+}
+
+/// The chat-completions body for a request, exactly as sent (and as a batch export writes it).
+pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync)) -> Result<Value, String> {
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for m in &request.messages {
+        let role = match m.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let only_text = m.content.iter().all(|p| matches!(p, Part::Text { .. }));
+        let content = if only_text {
+            let text: Vec<&str> = m
+                .content
+                .iter()
+                .filter_map(|p| if let Part::Text { text } = p { Some(text.as_str()) } else { None })
+                .collect();
+            json!(text.join("\n\n"))
+        } else {
+            let mut parts = Vec::new();
+            for p in &m.content {
+                match p {
+                    Part::Text { text } => parts.push(json!({"type": "text", "text": text})),
+                    Part::Image { sha256 } => {
+                        let bytes = image(sha256).ok_or_else(|| format!("image {sha256} is not in the store"))?;
+                        let url = format!(
+                            "data:image/png;base64,{}",
+                            base64::engine::general_purpose::STANDARD.encode(bytes)
+                        );
+                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                    }
+                }
+            }
+            json!(parts)
+        };
+        messages.push(json!({"role": role, "content": content}));
+    }
+    let mut body = json!({
+        "model": request.model,
+        "messages": messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+    });
+    if let Some(top_p) = request.top_p {
+        body["top_p"] = json!(top_p);
+    }
+    if let Some(schema) = &request.response_schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
+        });
+    }
+    Ok(body)
+}
+
+/// Reads a chat-completions reply.
+pub fn parse(text: &str) -> Result<ChatResponse, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("the reply is not JSON ({e})"))?;
+    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or("the reply has no choices")?;
+    let content = choice
+        .get("message")
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .ok_or("the reply's first choice has no message content")?;
+    let usage = v.get("usage");
+    let tokens = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    Ok(ChatResponse {
+        content: content.to_string(),
+        model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
+        system_fingerprint: v.get("system_fingerprint").and_then(Value::as_str).map(str::to_string),
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+        usage: Usage { prompt_tokens: tokens("prompt_tokens"), completion_tokens: tokens("completion_tokens") },
+    })
+}
+
+/// `min(max, base·2^(attempt−1))`, scaled by a factor in [0.5, 1) from (request key, attempt).
+fn backoff(policy: &Policy, key: &[u8; 32], attempt: u32) -> Duration {
+    let exp = policy.base_backoff.saturating_mul(1u32 << (attempt - 1).min(16)).min(policy.max_backoff);
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update(attempt.to_le_bytes());
+    let d = h.finalize();
+    let unit = u16::from_le_bytes([d[0], d[1]]) as f64 / 65536.0;
+    exp.mul_f64(0.5 + unit / 2.0)
+}
+
+/// The server's error message: OpenAI's `{"error": {"message": …}}`, else the start of the body.
+fn server_message(text: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        v.get("error")
+            .and_then(|e| {
+                e.get("message").and_then(Value::as_str).map(str::to_string).or_else(|| e.as_str().map(str::to_string))
+            })
+            .or_else(|| v.get("detail").and_then(Value::as_str).map(str::to_string))
+    });
+    let message = from_json.unwrap_or_else(|| text.trim().to_string());
+    let short: String = message.chars().take(300).collect();
+    if short.is_empty() { "(empty body)".into() } else { short }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut short".into()
+    } else {
+        // reqwest's Display names the URL, which holds no secret (keys go in a header).
+        let mut s = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(inner) = source {
+            s = format!("{s}: {inner}");
+            source = inner.source();
+        }
+        s
+    }
+}
+
+/// `host:port` of a base URL: what errors and provenance name, never the path or query.
+pub fn endpoint_of(base_url: &str) -> String {
+    match reqwest::Url::parse(base_url) {
+        Ok(u) => format!("{}:{}", u.host_str().unwrap_or("?"), u.port_or_known_default().unwrap_or(0)),
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Message, ResponseSchema};
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![
+                Message::text(Role::System, "be brief".into()),
+                Message {
+                    role: Role::User,
+                    content: vec![Part::Text { text: "what?".into() }, Part::Image { sha256: "ab".into() }],
+                },
+            ],
+            temperature: 0.5,
+            top_p: None,
+            max_tokens: 10,
+            seed: 7,
+            response_schema: Some(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) }),
+            builtin: None,
+        }
+    }
+
+    #[test]
+    fn the_body_carries_images_seed_and_schema() {
+        let b = body(&request(), &|id| (id == "ab").then(|| vec![1, 2, 3])).unwrap();
+        assert_eq!(b["messages"][0]["content"], "be brief");
+        assert_eq!(b["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AQID");
+        assert_eq!(b["seed"], 7);
+        assert_eq!(b["response_format"]["json_schema"]["name"], "decision");
+        assert!(body(&request(), &|_| None).unwrap_err().contains("not in the store"));
+    }
+
+    #[test]
+    fn replies_and_errors_are_read() {
+        let r = parse(r#"{"model":"m-1","system_fingerprint":"fp","choices":[{"message":{"content":"{}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#).unwrap();
+        assert_eq!((r.model.as_str(), r.usage.prompt_tokens, r.usage.completion_tokens), ("m-1", 3, 2));
+        assert_eq!(r.system_fingerprint.as_deref(), Some("fp"));
+        assert!(parse(r#"{"choices":[]}"#).is_err());
+        assert!(parse(r#"{"choi"#).is_err());
+        assert_eq!(server_message(r#"{"error":{"message":"bad key"}}"#), "bad key");
+        assert_eq!(server_message(""), "(empty body)");
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_in_bounds() {
+        let p = Policy {
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            retries: 5,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        };
+        let key = [3u8; 32];
+        for attempt in 1..10 {
+            let d = backoff(&p, &key, attempt);
+            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
+            assert!(d >= cap / 2 && d <= cap, "{attempt}: {d:?}");
+        }
+        assert_eq!(endpoint_of("http://127.0.0.1:8000/v1?key=secret"), "127.0.0.1:8000");
+    }
+}

@@ -1,0 +1,264 @@
+//! `sdc build` against a real HTTP server on 127.0.0.1: an OpenAI-compatible fake written for
+//! the tests, answering every chat completion from the request's own `response_format` schema
+//! and injecting faults on a fixed schedule (429 with Retry-After, 500, malformed JSON, a body
+//! cut short). The build must complete with every item accounted for, the faults retried, and
+//! the API key in no file sdc writes.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::support::Project;
+
+const SPEC: &str = "specs/build.sds";
+const CANARY: &str = "sk-canary-7f3a9c1e5b2d4086";
+
+/// What the fake server saw.
+#[derive(Default)]
+struct Seen {
+    chats: AtomicUsize,
+    faults: AtomicUsize,
+    unauthorised: AtomicUsize,
+    with_schema: AtomicUsize,
+}
+
+struct ChatServer {
+    base_url: String,
+    seen: Arc<Seen>,
+}
+
+impl ChatServer {
+    fn start(model: &'static str) -> ChatServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let seen = shared.clone();
+                std::thread::spawn(move || serve(stream, model, &seen));
+            }
+        });
+        ChatServer { base_url, seen }
+    }
+}
+
+fn serve(mut stream: TcpStream, model: &str, seen: &Seen) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let send = |stream: &mut TcpStream, status: &str, extra: &str, body: &str| {
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    };
+    if head.starts_with("GET /v1/models") {
+        send(&mut stream, "200 OK", "", &json!({"object": "list", "data": [{"id": model}]}).to_string());
+        return;
+    }
+    let n = seen.chats.fetch_add(1, Ordering::SeqCst);
+    if !head.lines().any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {CANARY}"))) {
+        seen.unauthorised.fetch_add(1, Ordering::SeqCst);
+    }
+    // The fault schedule: about 10 % 429, 5 % 500, 3 % malformed, 2 % cut short.
+    let fault = match n % 100 {
+        k if k % 10 == 3 => Some("429"),
+        k if k % 20 == 7 => Some("500"),
+        11 | 44 | 77 => Some("malformed"),
+        29 | 88 => Some("short"),
+        _ => None,
+    };
+    if let Some(f) = fault {
+        seen.faults.fetch_add(1, Ordering::SeqCst);
+        match f {
+            "429" => {
+                send(&mut stream, "429 Too Many Requests", "Retry-After: 0\r\n", r#"{"error":{"message":"slow down"}}"#)
+            }
+            "500" => send(&mut stream, "500 Internal Server Error", "", r#"{"error":{"message":"boom"}}"#),
+            "malformed" => send(&mut stream, "200 OK", "", r#"{"choices": [{"message": {"content": "#),
+            _ => {
+                // Promise more than is sent, then hang up.
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"choices\"",
+                );
+            }
+        }
+        return;
+    }
+    let request: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let schema = &request["response_format"]["json_schema"]["schema"];
+    if schema.is_object() {
+        seen.with_schema.fetch_add(1, Ordering::SeqCst);
+    }
+    let content = reply_for(schema);
+    let body = json!({
+        "id": format!("chatcmpl-{n}"),
+        "object": "chat.completion",
+        "model": format!("{model}-0001"),
+        "system_fingerprint": "fp_test",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    });
+    send(&mut stream, "200 OK", "", &body.to_string());
+}
+
+/// A reply that satisfies the schema: `pass` for decisions, the first allowed value of other
+/// enums, a sentence for free text.
+fn reply_for(schema: &Value) -> String {
+    let mut out = serde_json::Map::new();
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, p) in props {
+            let value = match p["enum"].as_array() {
+                Some(values) if values.iter().any(|v| v == "pass") => json!("pass"),
+                Some(values) => values.first().cloned().unwrap_or(json!("")),
+                None => json!("The local test server found this clear, correct and self-contained."),
+            };
+            out.insert(name.clone(), value);
+        }
+    }
+    Value::Object(out).to_string()
+}
+
+fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
+        if let Ok(bytes) = std::fs::read(entry.path())
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(entry.path().display().to_string());
+        }
+    }
+    hits
+}
+
+#[test]
+fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_key() {
+    let p = Project::build();
+    let server = ChatServer::start("fake-curate");
+    let env = [
+        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", CANARY),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
+    assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
+    let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
+    for a in report["accounting"].as_array().expect("accounting") {
+        let n = |k: &str| a[k].as_u64().expect("count");
+        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
+    }
+    let stages = report["stages"].as_array().expect("stages");
+    let curate = stages.iter().find(|s| s["stage"] == "curate").expect("curate stage");
+    assert!(curate["calls_made"].as_u64().unwrap_or(0) > 0, "{curate}");
+    assert!(curate["prompt_tokens"].as_u64().unwrap_or(0) >= 100, "usage is recorded: {curate}");
+    let made: u64 = stages.iter().map(|s| s["calls_made"].as_u64().unwrap_or(0)).sum();
+    let seen = &server.seen;
+    assert!(seen.faults.load(Ordering::SeqCst) > 0, "the schedule injected faults");
+    assert_eq!(seen.unauthorised.load(Ordering::SeqCst), 0, "every call carries the key");
+    let chats = seen.chats.load(Ordering::SeqCst);
+    let failed: u64 = stages.iter().map(|s| s["calls_failed"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(failed, 0, "every fault was retried to success: {stages:?}");
+    // The curate model serves these four stages; every fault cost exactly one more request.
+    let curate_calls: u64 = ["image_filter", "chunk_filter", "curate", "classify"]
+        .iter()
+        .filter_map(|name| stages.iter().find(|s| s["stage"] == *name))
+        .map(|s| s["calls_made"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(chats as u64, curate_calls + seen.faults.load(Ordering::SeqCst) as u64, "{made} calls in all");
+    assert_eq!(
+        seen.with_schema.load(Ordering::SeqCst) + seen.faults.load(Ordering::SeqCst),
+        chats,
+        "every call sends its schema"
+    );
+
+    // The rebuild is served from the store: the server sees nothing more.
+    let again = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    assert_eq!(server.seen.chats.load(Ordering::SeqCst), chats);
+
+    // The key is in no file sdc wrote, in the lock, the store, the archive's contents or the output.
+    let unpacked = p.path("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("mkdir");
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-xf"])
+        .arg(p.path("dist/states-1.0.0.tar.zst"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    assert_eq!(files_containing(p.root(), CANARY.as_bytes()), Vec::<String>::new());
+    assert!(!run.stdout.contains(CANARY) && !run.stderr.contains(CANARY));
+}
+
+#[test]
+fn a_rejected_key_stops_the_build_at_once_with_the_servers_message() {
+    // A server that answers every chat call with 401.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let models = String::from_utf8_lossy(&buf).starts_with("GET /v1/models");
+            let body = if models {
+                json!({"data": [{"id": "fake-curate"}]}).to_string()
+            } else {
+                counted.fetch_add(1, Ordering::SeqCst);
+                r#"{"error":{"message":"Incorrect API key provided"}}"#.to_string()
+            };
+            let status = if models { "200 OK" } else { "401 Unauthorized" };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    .as_bytes(),
+            );
+        }
+    });
+    let p = Project::build();
+    let env = [
+        ("CURATE_MODEL_BASE_URL", base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", "wrong"),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
+    // Every call would fail: the build stops at the first refusal, with the server's message,
+    // without retrying and without writing an archive.
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("the build stopped"), "{}", run.transcript());
+    assert!(run.stderr.contains("HTTP 401: Incorrect API key provided"), "{}", run.transcript());
+    assert!(!run.stderr.contains("wrong"), "the key is never printed: {}", run.stderr);
+    let made = calls.load(Ordering::SeqCst);
+    assert!((1..=64).contains(&made), "{made} requests: only the calls already in flight, each once");
+    assert!(!p.path("dist/states-1.0.0.tar.zst").exists());
+}
