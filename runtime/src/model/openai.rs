@@ -313,7 +313,7 @@ mod tests {
         ChatRequest {
             model: "m".into(),
             messages: vec![
-                Message::text(Role::System, "be brief".into()),
+                Message::text(Role::System, "be brief"),
                 Message {
                     role: Role::User,
                     content: vec![Part::Text { text: "what?".into() }, Part::Image { sha256: "ab".into() }],
