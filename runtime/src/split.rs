@@ -469,12 +469,6 @@ mod tests {
         r.assignments.iter().map(|(id, s)| (id.as_str(), *s)).collect()
     }
 
-    /// Group → split, for groups present in both items and result.
-    fn group_splits<'a>(items: &'a [SplitItem], r: &SplitResult) -> BTreeMap<&'a str, SplitName> {
-        let by_id = split_of(r);
-        items.iter().filter_map(|i| by_id.get(i.id.as_str()).map(|s| (i.group.as_str(), *s))).collect()
-    }
-
     #[test]
     fn tiny_inputs() {
         assert_eq!(split(&[], &FLAGSHIP, 1).assignments, []);
