@@ -29,7 +29,7 @@
 //! - With groups of one item, every (stratum, split) count is within 1 of `n·ratio` (strictly),
 //!   as the dithered cuts give it and the rebalance never makes it worse (a property test).
 //! - A few large groups still fill every split whose ratio they can reach (70 items in 12
-//!   documents: within 3 items of 56 / 7 / 7 for every seed tested).
+//!   documents: within 2 items of 56 / 7 / 7 for every seed tested).
 //!
 //! **Stability.** The vote alone changes the split of at most `2m` other groups when a group of
 //! `m` items is added (each stratum's two cuts move by at most its count of new items). The
@@ -342,9 +342,10 @@ impl<'a> Balance<'a> {
 /// at most `MAX_MOVES` moves): the vote itself, and a greedy placement of groups largest first
 /// into the split that lowers `D` most (single moves cannot leave the vote's local minima, e.g.
 /// when one large group sits in validation). The candidate with the lower `D` wins, the vote on a
-/// tie, and also unless the greedy one has no more (stratum, split) counts that are 1 or more off
-/// their target. A move never takes a count that is within 1 of its target further away, so
-/// what the dithered cuts achieve for singleton groups survives. Every step moves whole groups,
+/// tie. For groups of one item, where the dithered cuts already get every (stratum, split) count
+/// within 1 of its target, nothing may undo that: a singleton's move must keep such counts within
+/// 1, and the greedy candidate must have no more counts 1 or more off. Larger groups move freely
+/// whenever `D` drops, since no placement of them can promise per-stratum bounds. Every step moves whole groups,
 /// so leakage stays 0.
 fn rebalance(
     vote: Vec<SplitName>,
@@ -374,7 +375,8 @@ fn rebalance(
     }
     local_search(&mut greedy, &mut greedy_balance, keys);
 
-    let better = greedy_balance.far_counts() <= from_vote.far_counts()
+    let singletons = shape.iter().all(|g| g.values().sum::<u64>() == 1);
+    let better = (!singletons || greedy_balance.far_counts() <= from_vote.far_counts())
         && greedy_balance.imbalance() < from_vote.imbalance() - 1e-9;
     if better { greedy } else { vote }
 }
@@ -384,8 +386,9 @@ fn local_search(assigned: &mut [SplitName], balance: &mut Balance, keys: &[u64])
     for _ in 0..MAX_MOVES {
         let mut best: Option<(f64, u64, SplitName, usize)> = None;
         for (g, &from) in assigned.iter().enumerate() {
+            let singleton = balance.shape[g].values().sum::<u64>() == 1;
             for to in balance.open().filter(|&to| to != from) {
-                if !balance.keeps_close_counts(g, from, to) {
+                if singleton && !balance.keeps_close_counts(g, from, to) {
                     continue;
                 }
                 let delta = balance.delta(g, Some(from), to);
@@ -553,9 +556,9 @@ mod tests {
             assert_eq!(r.leakage, 0);
             let counts: Vec<u64> = r.achieved.iter().map(|a| a.items).collect();
             // 56 / 7 / 7 is the target; whole documents of 2–14 items and six strata to balance
-            // at once allow ±3 at this size (the vote alone gave 53 / 14 / 3 for one seed).
+            // at once allow ±2 at this size (the vote alone gave 53 / 14 / 3 for one seed).
             assert!(
-                (53..=59).contains(&counts[0]) && counts[1..].iter().all(|c| (4..=10).contains(c)),
+                (54..=58).contains(&counts[0]) && counts[1..].iter().all(|c| (5..=9).contains(c)),
                 "seed {seed}: {counts:?}"
             );
         }
