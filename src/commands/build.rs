@@ -42,6 +42,7 @@ pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
     connections.retain(|alias, _| online.contains(&alias.as_str()));
     let opts = BuildOptions {
         connections,
+        fail_on_drift: matches!(options.mode, Mode::Locked),
         spec_dir: spec.dir.clone(),
         prompts_dir: templates::prompts_dir(spec),
         store_dir,
@@ -139,6 +140,9 @@ fn render(r: &BuildReport) -> String {
         p.split.leakage,
         p.duplicates
     ));
+    for d in &p.drift {
+        s.push_str(&format!("warning: {d} (`--locked` makes this an error; `sdc lock --update model:NAME` re-pins)\n"));
+    }
     s.push_str(&format!(
         "\narchive: {}{}\n  sha256   {}\n  manifest {} (the dataset's identity)\n  {} samples\n",
         p.archive_path,

@@ -199,6 +199,18 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
         "every call sends its schema"
     );
 
+    // The server answers as `fake-curate-0001` and the lock pins `fake-curate`: a warning, in the
+    // report and in provenance; under `--locked` an error before any archive is written.
+    let drift = report["package"]["drift"].as_array().expect("drift list");
+    assert!(drift.iter().any(|d| d.as_str().is_some_and(|d| d.contains("fake-curate-0001"))), "{drift:?}");
+    let locked = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--locked"], &env);
+    assert_eq!(locked.code, 1, "{}", locked.transcript());
+    assert!(
+        locked.stderr.contains("the lock pins `fake-curate`, replies came from `fake-curate-0001`"),
+        "{}",
+        locked.stderr
+    );
+
     // The rebuild is served from the store: the server sees nothing more.
     let again = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(again.code, 0, "{}", again.transcript());

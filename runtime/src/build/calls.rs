@@ -34,6 +34,9 @@ pub struct CallTrace {
     pub served_from_store: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The server's `system_fingerprint`, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +294,7 @@ impl Caller<'_> {
             served_from_store: served,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            fingerprint: stored.response.system_fingerprint.clone(),
         });
         conv.messages.push(Message::text(Role::Assistant, stored.response.content.clone()));
         let fields = schema.parse(&stored.response.content).map_err(|error| CallError::Reply {

@@ -67,6 +67,8 @@ pub struct BuildOptions {
     /// Endpoints (with keys) of the plan's OpenAI-compatible models, by alias; resolved from the
     /// environment by the caller, never stored.
     pub connections: BTreeMap<String, Vec<crate::model::openai::Connection>>,
+    /// Fail instead of warning when replies name another model than the lock (`--locked`).
+    pub fail_on_drift: bool,
     /// The lockfile's sha256 and the command that reproduces the build, for provenance.
     pub lock_sha256: String,
     pub reproduce: String,

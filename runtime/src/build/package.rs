@@ -37,6 +37,8 @@ pub enum PackageError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("models answered as something other than the lock pins (`--locked`):\n  {}", .0.join("\n  "))]
+    Drift(Vec<String>),
 }
 
 /// What packaging produced, for the report.
@@ -57,6 +59,8 @@ pub struct Packaged {
     pub split: split::SplitResult,
     pub rejected: u64,
     pub failed: u64,
+    /// Online models whose replies name another model id than the lock, or several fingerprints.
+    pub drift: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -65,8 +69,10 @@ struct ProvenanceModel {
     provider: String,
     resolved: String,
     endpoints: Vec<String>,
-    /// The model ids and fingerprints the stored responses report, sorted.
+    /// The model ids the stored responses report, sorted.
     reported: Vec<String>,
+    /// The `system_fingerprint`s they report, sorted.
+    fingerprints: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -284,6 +290,7 @@ pub fn package(
     let prompts_by_stage: BTreeMap<&str, &str> =
         plan.stages.iter().filter_map(|s| s.prompts.first().map(|p| (s.kind.as_str(), p.sha256.as_str()))).collect();
     let mut reported: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut fingerprints: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let every_call = out
         .images
         .values()
@@ -295,6 +302,9 @@ pub fn package(
     for c in every_call {
         if let Some(alias) = stage_model.get(c.stage.as_str()) {
             reported.entry(alias.to_string()).or_default().insert(c.model.clone());
+            if let Some(f) = &c.fingerprint {
+                fingerprints.entry(alias.to_string()).or_default().insert(f.clone());
+            }
         }
         let t = totals.entry(c.stage.clone()).or_insert_with(|| StageTotals {
             stage: c.stage.clone(),
@@ -313,6 +323,33 @@ pub fn package(
             );
         }
     }
+    // Drift: what the servers say answered, against what the lock pins.
+    let mut drift = Vec::new();
+    for m in plan.models.iter().filter(|m| m.provider != "builtin") {
+        let others: Vec<&String> =
+            reported.get(&m.alias).into_iter().flatten().filter(|id| **id != m.resolved && !id.is_empty()).collect();
+        if !others.is_empty() {
+            let ids: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+            drift.push(format!(
+                "model `{}`: the lock pins `{}`, replies came from `{}`",
+                m.alias,
+                m.resolved,
+                ids.join("`, `")
+            ));
+        }
+        let prints: Vec<&str> = fingerprints.get(&m.alias).into_iter().flatten().map(String::as_str).collect();
+        if prints.len() > 1 {
+            drift.push(format!(
+                "model `{}`: replies carry {} system fingerprints: {}",
+                m.alias,
+                prints.len(),
+                prints.join(", ")
+            ));
+        }
+    }
+    if opts.fail_on_drift && !drift.is_empty() {
+        return Err(PackageError::Drift(drift));
+    }
     let split_name: BTreeMap<&str, &str> = assignment.iter().map(|(id, s)| (*id, s.as_str())).collect();
     let provenance = Provenance {
         format: "sdc-provenance-1",
@@ -329,6 +366,7 @@ pub fn package(
                 resolved: m.resolved.clone(),
                 endpoints: m.endpoints.clone(),
                 reported: reported.get(&m.alias).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                fingerprints: fingerprints.get(&m.alias).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
             })
             .collect(),
         prompts: plan
@@ -415,8 +453,10 @@ pub fn package(
             let current = std::fs::read(&path).ok().map(|b| hex::encode(Sha256::digest(&b)));
             if current.as_deref() != Some(c.archive_sha256.as_str()) {
                 let Some(bytes) = store.get_object(&c.archive_sha256)? else {
-                    return write_fresh(store, &mut index, &identity, &input, &path, books)
-                        .map(|s| finish(s, false, &path, &splits, &dedup, split, rejected, failed));
+                    return write_fresh(store, &mut index, &identity, &input, &path, books).map(|s| Packaged {
+                        drift,
+                        ..finish(s, false, &path, &splits, &dedup, split, rejected, failed)
+                    });
                 };
                 crate::store::write_file_atomically(&path, &bytes)
                     .map_err(|e| PackageError::Io { path: path.clone(), source: e })?;
@@ -425,7 +465,7 @@ pub fn package(
         }
         None => (write_fresh(store, &mut index, &identity, &input, &path, books)?, false),
     };
-    Ok(finish(summary, reused, &path, &splits, &dedup, split, rejected, failed))
+    Ok(Packaged { drift, ..finish(summary, reused, &path, &splits, &dedup, split, rejected, failed) })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -460,6 +500,7 @@ fn finish(
         split,
         rejected,
         failed,
+        drift: Vec::new(),
     }
 }
 
