@@ -49,16 +49,8 @@ fn main() {
         let mut this_round: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
         for (rel, kind, size) in &files {
             let file_start = Instant::now();
-            let data = std::fs::read(dir.join(rel)).unwrap_or_default();
-            let limits = ParseLimits::default();
-            let parsed = match kind {
-                DocKind::Notebook => notebook::parse(&data, &limits),
-                DocKind::Pdf => pdf::parse(&data, &limits),
-                _ => mdx::parse(&data, &limits),
-            };
-            let Ok(parsed) = parsed else { continue };
-            let pieces: Vec<Piece> = parsed.blocks.into_iter().filter_map(piece).collect();
-            chunks += chunk::chunk("bench", &pieces, &chunking).len();
+            let Some(n) = parse_and_chunk(&dir.join(rel), *kind, &chunking) else { continue };
+            chunks += n;
             let e = this_round.entry(kind.as_str()).or_default();
             e.0 += size;
             e.1 += file_start.elapsed().as_secs_f64();
@@ -91,18 +83,7 @@ fn main() {
             let n: usize = pool.install(|| {
                 files
                     .par_iter()
-                    .map(|(rel, kind, _)| {
-                        let data = std::fs::read(dir.join(rel)).unwrap_or_default();
-                        let limits = ParseLimits::default();
-                        let parsed = match kind {
-                            DocKind::Notebook => notebook::parse(&data, &limits),
-                            DocKind::Pdf => pdf::parse(&data, &limits),
-                            _ => mdx::parse(&data, &limits),
-                        };
-                        let Ok(parsed) = parsed else { return 0 };
-                        let pieces: Vec<Piece> = parsed.blocks.into_iter().filter_map(piece).collect();
-                        chunk::chunk("bench", &pieces, &chunking).len()
-                    })
+                    .map(|(rel, kind, _)| parse_and_chunk(&dir.join(rel), *kind, &chunking).unwrap_or(0))
                     .sum()
             });
             assert_eq!(n, chunks, "the same chunks whatever the thread count");
@@ -154,6 +135,20 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, DocKind, u64)>) {
             out.push((rel, kind, e.metadata().map_or(0, |m| m.len())));
         }
     }
+}
+
+/// Reads, parses and chunks one file; the number of chunks, or `None` if the file is skipped.
+fn parse_and_chunk(path: &Path, kind: DocKind, chunking: &PlanChunking) -> Option<usize> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let limits = ParseLimits::default();
+    let parsed = match kind {
+        DocKind::Notebook => notebook::parse(&data, &limits),
+        DocKind::Pdf => pdf::parse(&data, &limits),
+        _ => mdx::parse(&data, &limits),
+    }
+    .ok()?;
+    let pieces: Vec<Piece> = parsed.blocks.into_iter().filter_map(piece).collect();
+    Some(chunk::chunk("bench", &pieces, chunking).len())
 }
 
 /// A parsed block as the chunker sees it (images are referenced, not decoded).

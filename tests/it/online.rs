@@ -31,8 +31,17 @@ struct ChatServer {
     seen: Arc<Seen>,
 }
 
+/// How the server answers chat completions.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// Schema-valid replies, with faults on a fixed schedule.
+    Faulty,
+    /// 401 for every call, as for a wrong key.
+    RefuseKey,
+}
+
 impl ChatServer {
-    fn start(model: &'static str) -> ChatServer {
+    fn start(model: &'static str, behaviour: Behaviour) -> ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
         let seen = Arc::new(Seen::default());
@@ -41,14 +50,14 @@ impl ChatServer {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let seen = shared.clone();
-                std::thread::spawn(move || serve(stream, model, &seen));
+                std::thread::spawn(move || serve(stream, model, behaviour, &seen));
             }
         });
         ChatServer { base_url, seen }
     }
 }
 
-fn serve(mut stream: TcpStream, model: &str, seen: &Seen) {
+fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -85,6 +94,10 @@ fn serve(mut stream: TcpStream, model: &str, seen: &Seen) {
         return;
     }
     let n = seen.chats.fetch_add(1, Ordering::SeqCst);
+    if behaviour == Behaviour::RefuseKey {
+        send(&mut stream, "401 Unauthorized", "", r#"{"error":{"message":"Incorrect API key provided"}}"#);
+        return;
+    }
     if !head.lines().any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {CANARY}"))) {
         seen.unauthorised.fetch_add(1, Ordering::SeqCst);
     }
@@ -162,7 +175,7 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_key() {
     let p = Project::build();
-    let server = ChatServer::start("fake-curate");
+    let server = ChatServer::start("fake-curate", Behaviour::Faulty);
     let env = [
         ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
         ("CURATE_MODEL_API_KEY", CANARY),
@@ -233,30 +246,8 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
 
 #[test]
 fn a_rejected_key_stops_the_build_at_once_with_the_servers_message() {
-    // A server that answers every chat call with 401.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 65536];
-            let _ = stream.read(&mut buf);
-            let models = String::from_utf8_lossy(&buf).starts_with("GET /v1/models");
-            let body = if models {
-                json!({"data": [{"id": "fake-curate"}]}).to_string()
-            } else {
-                counted.fetch_add(1, Ordering::SeqCst);
-                r#"{"error":{"message":"Incorrect API key provided"}}"#.to_string()
-            };
-            let status = if models { "200 OK" } else { "401 Unauthorized" };
-            let _ = stream.write_all(
-                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                    .as_bytes(),
-            );
-        }
-    });
+    let server = ChatServer::start("fake-curate", Behaviour::RefuseKey);
+    let base_url = server.base_url.clone();
     let p = Project::build();
     let env = [
         ("CURATE_MODEL_BASE_URL", base_url.as_str()),
@@ -270,7 +261,7 @@ fn a_rejected_key_stops_the_build_at_once_with_the_servers_message() {
     assert!(run.stderr.contains("the build stopped"), "{}", run.transcript());
     assert!(run.stderr.contains("HTTP 401: Incorrect API key provided"), "{}", run.transcript());
     assert!(!run.stderr.contains("wrong"), "the key is never printed: {}", run.stderr);
-    let made = calls.load(Ordering::SeqCst);
+    let made = server.seen.chats.load(Ordering::SeqCst);
     assert!((1..=64).contains(&made), "{made} requests: only the calls already in flight, each once");
     assert!(!p.path("dist/states-1.0.0.tar.zst").exists());
 }
