@@ -228,6 +228,8 @@ pub fn split(items: &[SplitItem], ratios: &SplitRatios, seed: u64) -> SplitResul
 /// strata so that the overall ratios weigh as much as all strata together.
 struct Balance<'a> {
     shape: &'a [BTreeMap<usize, u64>],
+    /// Items per group (the sum of its `shape`), computed once.
+    sizes: Vec<u64>,
     ratios: &'a Normalised,
     overall: [f64; 3],
     per_stratum: Vec<[f64; 3]>,
@@ -250,6 +252,7 @@ impl<'a> Balance<'a> {
         let weight = if total == 0.0 { 0.0 } else { strata_count.max(1) as f64 / total };
         Balance {
             shape,
+            sizes: shape.iter().map(|g| g.values().sum()).collect(),
             ratios,
             overall: [0.0; 3],
             per_stratum: vec![[0.0; 3]; strata_count],
@@ -264,7 +267,7 @@ impl<'a> Balance<'a> {
         // Change of `(n + d − target)²` when `n` becomes `n + d`.
         let change = |n: f64, d: f64, target: f64| (n + d - target).powi(2) - (n - target).powi(2);
         let t = &self.ratios.0;
-        let size = self.shape[g].values().sum::<u64>() as f64;
+        let size = self.sizes[g] as f64;
         let b = to.index();
         let mut delta = self.weight * change(self.overall[b], size, t[b] * self.total);
         if let Some(from) = from {
@@ -362,7 +365,8 @@ fn rebalance(
 
     let mut greedy_balance = Balance::new(shape, ratios);
     let mut order: Vec<usize> = (0..shape.len()).collect();
-    order.sort_by_key(|&g| (std::cmp::Reverse(shape[g].values().sum::<u64>()), keys[g]));
+    let sizes = greedy_balance.sizes.clone();
+    order.sort_by_key(|&g| (std::cmp::Reverse(sizes[g]), keys[g]));
     let mut greedy = vec![SplitName::Train; shape.len()];
     for g in order {
         let best = greedy_balance
@@ -375,7 +379,7 @@ fn rebalance(
     }
     local_search(&mut greedy, &mut greedy_balance, keys);
 
-    let singletons = shape.iter().all(|g| g.values().sum::<u64>() == 1);
+    let singletons = sizes.iter().all(|&n| n == 1);
     let better = (!singletons || greedy_balance.far_counts() <= from_vote.far_counts())
         && greedy_balance.imbalance() < from_vote.imbalance() - 1e-9;
     if better { greedy } else { vote }
@@ -386,7 +390,7 @@ fn local_search(assigned: &mut [SplitName], balance: &mut Balance, keys: &[u64])
     for _ in 0..MAX_MOVES {
         let mut best: Option<(f64, u64, SplitName, usize)> = None;
         for (g, &from) in assigned.iter().enumerate() {
-            let singleton = balance.shape[g].values().sum::<u64>() == 1;
+            let singleton = balance.sizes[g] == 1;
             for to in balance.open().filter(|&to| to != from) {
                 if singleton && !balance.keeps_close_counts(g, from, to) {
                     continue;

@@ -108,22 +108,14 @@ impl Online {
         store: &crate::store::Store,
     ) -> Result<openai::Completed, openai::CallFailure> {
         use std::sync::atomic::Ordering;
-        let _slot = self.slots.acquire().await.map_err(|e| openai::CallFailure {
-            endpoint: String::new(),
-            message: e.to_string(),
-            attempts: 0,
-            transient: false,
-            status: None,
-        })?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| openai::CallFailure::before_sending(String::new(), e.to_string()))?;
         let k = (0..self.connections.len()).min_by_key(|&k| self.in_flight[k].load(Ordering::SeqCst)).unwrap_or(0);
         let Some(connection) = self.connections.get(k) else {
-            return Err(openai::CallFailure {
-                endpoint: String::new(),
-                message: "the model has no endpoint".into(),
-                attempts: 0,
-                transient: false,
-                status: None,
-            });
+            return Err(openai::CallFailure::before_sending(String::new(), "the model has no endpoint".into()));
         };
         self.in_flight[k].fetch_add(1, Ordering::SeqCst);
         let image = |id: &str| store.get_object(id).ok().flatten();

@@ -231,15 +231,23 @@ fn is_identifier(s: &str) -> bool {
 }
 
 async fn candidate_filter(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
-    let Some(stage) = ctx.stage(StageKind::CandidateFilter) else { return StageFate::Passed };
     let input = CandidateFilterInput { task: rec.input.clone(), candidate: rec.candidate.clone() };
+    judge(ctx, rec, StageKind::CandidateFilter, input.variables(), to_value(&input)).await
+}
+
+/// A pass/reject stage: one `user` step with the decision schema; a missing stage passes.
+async fn judge(
+    ctx: &Ctx<'_>,
+    rec: &mut TaskRecord,
+    kind: StageKind,
+    vars: serde_json::Value,
+    inputs: serde_json::Value,
+) -> StageFate {
+    let Some(stage) = ctx.stage(kind) else { return StageFate::Passed };
     let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
-    let reply = ctx
-        .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::decision(), &mut rec.calls)
-        .await;
+    let reply = ctx.caller.ask(&mut conv, "user", &vars, &inputs, &ReplySchema::decision(), &mut rec.calls).await;
     let id = rec.input.task_id.clone();
-    decide(ctx, StageKind::CandidateFilter, &id, reply, &mut rec.fate, &mut rec.decisions)
+    decide(ctx, kind, &id, reply, &mut rec.fate, &mut rec.decisions)
 }
 
 async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
@@ -301,15 +309,8 @@ async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
 }
 
 async fn curate(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
-    let Some(stage) = ctx.stage(StageKind::Curate) else { return StageFate::Passed };
     let input = CurateInput { task: rec.input.clone(), candidate: rec.candidate.clone(), answer: rec.answer.clone() };
-    let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
-    let reply = ctx
-        .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::decision(), &mut rec.calls)
-        .await;
-    let id = rec.input.task_id.clone();
-    decide(ctx, StageKind::Curate, &id, reply, &mut rec.fate, &mut rec.decisions)
+    judge(ctx, rec, StageKind::Curate, input.variables(), to_value(&input)).await
 }
 
 async fn classify(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {

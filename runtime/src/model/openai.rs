@@ -60,6 +60,11 @@ pub struct CallFailure {
 }
 
 impl CallFailure {
+    /// A failure before any request reached the server: nothing to retry.
+    pub fn before_sending(endpoint: String, message: String) -> CallFailure {
+        CallFailure { endpoint, message, attempts: 0, transient: false, status: None }
+    }
+
     /// 401 or 403: the key (or its permissions) is wrong, so every other call will fail too.
     pub fn is_refusal(&self) -> bool {
         matches!(self.status, Some(401 | 403))
@@ -106,13 +111,7 @@ impl Client {
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
         let endpoint = endpoint_of(&connection.base_url);
-        let body = body(request, image).map_err(|message| CallFailure {
-            endpoint: endpoint.clone(),
-            message,
-            attempts: 0,
-            transient: false,
-            status: None,
-        })?;
+        let body = body(request, image).map_err(|message| CallFailure::before_sending(endpoint.clone(), message))?;
         let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
         let key = request.key();
         let mut attempt = 0u32;
