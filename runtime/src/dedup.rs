@@ -154,15 +154,46 @@ pub fn dedup(items: &[DedupItem], threshold: f64, seed: u64) -> DedupResult {
         ))
     });
     items.dedup_by(|b, a| a.id == b.id);
-    let n = items.len();
+    let keys: Vec<DedupKey> = items
+        .iter()
+        .map(|i| DedupKey { id: i.id.clone(), task_type: i.task_type.clone(), image_id: i.image_id.clone() })
+        .collect();
+    let texts = |i: usize| Ok::<_, std::convert::Infallible>((items[i].question.clone(), items[i].answer.clone()));
+    match dedup_lazy(&keys, texts, threshold, seed) {
+        Ok(r) => r,
+        Err(e) => match e {},
+    }
+}
+
+/// An item as [`dedup_lazy`] holds it: everything but its texts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DedupKey {
+    pub id: String,
+    pub task_type: String,
+    pub image_id: Option<String>,
+}
+
+/// [`dedup`] over items whose texts are fetched when needed (`texts(i)` gives item `i`'s question
+/// and answer) rather than held: at 100k items the texts and their normal forms would be most of
+/// a build's memory. `keys` must be sorted by id with no id twice. A text is fetched once for
+/// every item, and again for the few that share an LSH bucket or are removed.
+pub fn dedup_lazy<E: Send>(
+    keys: &[DedupKey],
+    texts: impl Fn(usize) -> Result<(String, String), E> + Sync,
+    threshold: f64,
+    seed: u64,
+) -> Result<DedupResult, E> {
+    let n = keys.len();
+    let normal = |i: usize| texts(i).map(|(q, a)| Normal::new(&q, &a, keys[i].image_id.as_deref()));
 
     // Exact pass. Indices are in id order, so a component's smallest index is its smallest id.
-    let normal: Vec<Normal> = items.par_iter().map(|item| Normal::new(item)).collect();
+    let exact: Vec<[u8; 32]> =
+        (0..n).into_par_iter().map(|i| normal(i).map(|m| m.exact_key)).collect::<Result<_, E>>()?;
     let mut uf = UnionFind::new(n);
     let mut by_key: Vec<usize> = (0..n).collect();
-    by_key.sort_by(|&a, &b| normal[a].exact_key.cmp(&normal[b].exact_key).then(a.cmp(&b)));
+    by_key.sort_by(|&a, &b| exact[a].cmp(&exact[b]).then(a.cmp(&b)));
     let mut representatives = Vec::new();
-    for run in by_key.chunk_by(|&a, &b| normal[a].exact_key == normal[b].exact_key) {
+    for run in by_key.chunk_by(|&a, &b| exact[a] == exact[b]) {
         representatives.push(run[0]);
         for &other in &run[1..] {
             uf.union(run[0], other);
@@ -171,8 +202,9 @@ pub fn dedup(items: &[DedupItem], threshold: f64, seed: u64) -> DedupResult {
     representatives.sort_unstable();
 
     // Near pass over one representative per exact key.
+    let shingles = |i: usize| normal(i).map(|m| m.shingles(&keys[i].task_type));
     if threshold > 0.0 && threshold <= 1.0 {
-        near_pass(&items, &normal, &representatives, threshold, seed, &mut uf);
+        near_pass(keys, &shingles, &representatives, threshold, seed, &mut uf)?;
     }
 
     let mut kept = Vec::new();
@@ -180,47 +212,43 @@ pub fn dedup(items: &[DedupItem], threshold: f64, seed: u64) -> DedupResult {
     for i in 0..n {
         let root = uf.find(i);
         if root == i {
-            kept.push(items[i].id.clone());
+            kept.push(keys[i].id.clone());
             continue;
         }
-        let exact = normal[i].exact_key == normal[root].exact_key;
-        let similarity = if exact {
-            1.0
-        } else {
-            jaccard(&normal[i].shingles(&items[i].task_type), &normal[root].shingles(&items[root].task_type))
-        };
+        let is_exact = exact[i] == exact[root];
+        let similarity = if is_exact { 1.0 } else { jaccard(&shingles(i)?, &shingles(root)?) };
         removed.push(Duplicate {
-            id: items[i].id.clone(),
-            duplicate_of: items[root].id.clone(),
-            kind: if exact { DupKind::Exact } else { DupKind::Near },
+            id: keys[i].id.clone(),
+            duplicate_of: keys[root].id.clone(),
+            kind: if is_exact { DupKind::Exact } else { DupKind::Near },
             similarity,
         });
     }
-    DedupResult { kept, removed }
+    Ok(DedupResult { kept, removed })
 }
 
-fn near_pass(
-    items: &[&DedupItem],
-    normal: &[Normal],
+fn near_pass<E: Send>(
+    keys: &[DedupKey],
+    shingles: &(impl Fn(usize) -> Result<Vec<u64>, E> + Sync),
     representatives: &[usize],
     threshold: f64,
     seed: u64,
     uf: &mut UnionFind,
-) {
+) -> Result<(), E> {
     let params = LshParams::for_threshold(threshold);
     let permutations = Permutations::new(seed, params.permutations());
     // Signatures, then one bucket key per band; shingle sets are dropped to keep memory flat and
     // recomputed below for the few items that share a bucket.
     let keyed: Vec<(usize, Vec<u64>)> = representatives
         .par_iter()
-        .filter_map(|&i| {
-            let shingles = normal[i].shingles(&items[i].task_type);
+        .map(|&i| {
+            let shingles = shingles(i)?;
             if shingles.is_empty() {
-                return None;
+                return Ok(None);
             }
             let signature = permutations.signature(&shingles);
-            let image = image_tag(items[i].image_id.as_deref());
-            let keys = (0..params.bands)
+            let image = image_tag(keys[i].image_id.as_deref());
+            let bands = (0..params.bands)
                 .map(|band| {
                     let mut bytes = Vec::with_capacity(8 + 4 * params.rows);
                     bytes.extend_from_slice(&image.to_le_bytes());
@@ -230,15 +258,19 @@ fn near_pass(
                     xxh3_64_with_seed(&bytes, band as u64)
                 })
                 .collect();
-            Some((i, keys))
+            Ok(Some((i, bands)))
         })
+        .collect::<Result<Vec<_>, E>>()?
+        .into_iter()
+        .flatten()
         .collect();
     let mut buckets: Vec<(usize, u64, usize)> = Vec::with_capacity(keyed.len() * params.bands);
-    for (i, keys) in &keyed {
-        for (band, &key) in keys.iter().enumerate() {
+    for (i, bands) in &keyed {
+        for (band, &key) in bands.iter().enumerate() {
             buckets.push((band, key, *i));
         }
     }
+    drop(keyed);
     buckets.par_sort_unstable();
     let runs: Vec<&[(usize, u64, usize)]> =
         buckets.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)).filter(|run| run.len() > 1).collect();
@@ -246,7 +278,7 @@ fn near_pass(
     let mut involved: Vec<usize> = runs.iter().flat_map(|run| run.iter().map(|e| e.2)).collect();
     involved.sort_unstable();
     involved.dedup();
-    let sets: Vec<Vec<u64>> = involved.par_iter().map(|&i| normal[i].shingles(&items[i].task_type)).collect();
+    let sets: Vec<Vec<u64>> = involved.par_iter().map(|&i| shingles(i)).collect::<Result<_, E>>()?;
     let set_of = |i: usize| involved.binary_search(&i).ok().map(|k| &sets[k]);
 
     // Every pair in every bucket, in (band, key, id) order. A pair already in one component
@@ -255,7 +287,7 @@ fn near_pass(
         for (x, a) in run.iter().enumerate() {
             for b in &run[x + 1..] {
                 let (a, b) = (a.2, b.2);
-                if items[a].image_id != items[b].image_id || uf.find(a) == uf.find(b) {
+                if keys[a].image_id != keys[b].image_id || uf.find(a) == uf.find(b) {
                     continue;
                 }
                 if let (Some(sa), Some(sb)) = (set_of(a), set_of(b))
@@ -266,9 +298,10 @@ fn near_pass(
             }
         }
     }
+    Ok(())
 }
 
-/// The normal forms of one item, computed once.
+/// The normal forms of one item.
 struct Normal {
     question: String,
     answer: String,
@@ -276,16 +309,16 @@ struct Normal {
 }
 
 impl Normal {
-    fn new(item: &DedupItem) -> Normal {
-        let question = exact_normal_form(&item.question);
-        let answer = exact_normal_form(&item.answer);
+    fn new(question: &str, answer: &str, image_id: Option<&str>) -> Normal {
+        let question = exact_normal_form(question);
+        let answer = exact_normal_form(answer);
         let mut h = Sha256::new();
         h.update(b"sdc.dedup.exact.v1\0");
         for field in [question.as_str(), answer.as_str()] {
             h.update((field.len() as u64).to_le_bytes());
             h.update(field.as_bytes());
         }
-        match &item.image_id {
+        match image_id {
             None => h.update([0]),
             Some(id) => {
                 h.update([1]);
