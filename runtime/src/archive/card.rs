@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::features::{Column, REJECTED_COLUMNS, SAMPLE_COLUMNS, yaml_dtype};
-use super::rows::{RejectedRow, Split};
+use super::rows::{RejectedRow, SampleRow};
 
 /// What the card says that the rows cannot: names, licence, descriptions, how to rebuild.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +29,42 @@ pub struct CardInfo {
     pub notes: Vec<String>,
 }
 
-/// Renders the card. `splits` are the non-empty splits in card order (see `split_order`).
-pub(crate) fn render(card: &CardInfo, splits: &[&Split], rejected: &[RejectedRow]) -> String {
+/// What the card counts in the rows, gathered shard by shard so the rows need not be held.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RowStats {
+    /// Rows per split, keyed by card order (see `split_order`).
+    splits: BTreeMap<(u8, String), usize>,
+    with_image: usize,
+    per_type: BTreeMap<String, usize>,
+    per_category: BTreeMap<String, usize>,
+}
+
+impl RowStats {
+    pub(crate) fn add(&mut self, split: &str, rows: &[SampleRow]) {
+        let (order, _) = split_order(split);
+        *self.splits.entry((order, split.to_string())).or_default() += rows.len();
+        for r in rows {
+            self.with_image += usize::from(r.image.is_some());
+            *self.per_type.entry(r.task_type.clone()).or_default() += 1;
+            *self.per_category.entry(r.category.clone()).or_default() += 1;
+        }
+    }
+
+    /// The non-empty splits in card order, with their row counts.
+    fn splits(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.splits.iter().filter(|(_, n)| **n > 0).map(|((_, s), n)| (s.as_str(), *n))
+    }
+
+    fn total(&self) -> usize {
+        self.splits.values().sum()
+    }
+}
+
+/// Renders the card.
+pub(crate) fn render(card: &CardInfo, stats: &RowStats, rejected: &[RejectedRow]) -> String {
     let mut out = String::new();
-    front_matter(&mut out, card, splits);
-    body(&mut out, card, splits, rejected);
+    front_matter(&mut out, card, stats);
+    body(&mut out, card, stats, rejected);
     out
 }
 
@@ -47,9 +78,9 @@ pub(crate) fn split_order(name: &str) -> (u8, &str) {
     }
 }
 
-fn front_matter(out: &mut String, card: &CardInfo, splits: &[&Split]) {
-    let total: usize = splits.iter().map(|s| s.rows.len()).sum();
-    let any_image = splits.iter().any(|s| s.rows.iter().any(|r| r.image.is_some()));
+fn front_matter(out: &mut String, card: &CardInfo, stats: &RowStats) {
+    let total = stats.total();
+    let any_image = stats.with_image > 0;
     out.push_str("---\n");
     let _ = writeln!(out, "license: {}", yaml_string(&card.license));
     out.push_str("language:\n- en\n");
@@ -59,15 +90,10 @@ fn front_matter(out: &mut String, card: &CardInfo, splits: &[&Split]) {
     if any_image {
         out.push_str("- image-text-to-text\n");
     }
-    if !splits.is_empty() {
+    if stats.splits().next().is_some() {
         out.push_str("configs:\n- config_name: default\n  data_files:\n");
-        for split in splits {
-            let _ = writeln!(
-                out,
-                "  - split: {}\n    path: {}",
-                split.name,
-                yaml_string(&format!("data/{}-*", split.name))
-            );
+        for (name, _) in stats.splits() {
+            let _ = writeln!(out, "  - split: {}\n    path: {}", name, yaml_string(&format!("data/{name}-*")));
         }
     }
     out.push_str("dataset_info:\n  features:\n");
@@ -75,16 +101,15 @@ fn front_matter(out: &mut String, card: &CardInfo, splits: &[&Split]) {
         let _ = writeln!(out, "  - name: {}\n    dtype: {}", column.name, yaml_dtype(column.feature));
     }
     out.push_str("  splits:\n");
-    for split in splits {
-        let _ = writeln!(out, "  - name: {}\n    num_examples: {}", split.name, split.rows.len());
+    for (name, rows) in stats.splits() {
+        let _ = writeln!(out, "  - name: {name}\n    num_examples: {rows}");
     }
     out.push_str("---\n\n");
 }
 
-fn body(out: &mut String, card: &CardInfo, splits: &[&Split], rejected: &[RejectedRow]) {
-    let rows = || splits.iter().flat_map(|s| s.rows.iter());
-    let total = rows().count();
-    let with_image = rows().filter(|r| r.image.is_some()).count();
+fn body(out: &mut String, card: &CardInfo, stats: &RowStats, rejected: &[RejectedRow]) {
+    let total = stats.total();
+    let with_image = stats.with_image;
 
     let _ = writeln!(out, "# {}\n", one_line(&card.name));
     if let Some(description) = card.description.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
@@ -99,15 +124,15 @@ fn body(out: &mut String, card: &CardInfo, splits: &[&Split], rejected: &[Reject
 
     out.push_str("## Counts\n\n| | rows |\n| --- | ---: |\n");
     let _ = writeln!(out, "| total | {total} |");
-    for split in splits {
-        let _ = writeln!(out, "| split `{}` | {} |", split.name, split.rows.len());
+    for (name, rows) in stats.splits() {
+        let _ = writeln!(out, "| split `{name}` | {rows} |");
     }
     let _ = writeln!(out, "| with an image | {with_image} |");
     let _ = writeln!(out, "| text only | {} |", total - with_image);
     let _ = writeln!(out, "| dropped (in `rejected.parquet`) | {} |\n", rejected.len());
 
     out.push_str("### By type\n\n| type | rows |\n| --- | ---: |\n");
-    for (task_type, n) in count(rows().map(|r| r.task_type.as_str())) {
+    for (task_type, n) in &stats.per_type {
         let _ = writeln!(out, "| {} | {n} |", cell(task_type));
     }
     out.push('\n');
@@ -123,13 +148,13 @@ fn body(out: &mut String, card: &CardInfo, splits: &[&Split], rejected: &[Reject
 
     // Declared categories in the card's order (with their descriptions), then any category the
     // rows use that the card does not declare, by name.
-    let per_category = count(rows().map(|r| r.category.as_str()));
+    let per_category = &stats.per_category;
     out.push_str("## Categories\n\n| category | description | rows |\n| --- | --- | ---: |\n");
     for (name, description) in &card.categories {
         let n = per_category.get(name.as_str()).copied().unwrap_or(0);
         let _ = writeln!(out, "| {} | {} | {n} |", cell(name), cell(description));
     }
-    for (name, n) in &per_category {
+    for (name, n) in per_category {
         if !card.categories.iter().any(|(c, _)| c == name) {
             let _ = writeln!(out, "| {} | | {n} |", cell(name));
         }

@@ -24,6 +24,10 @@ pub enum ArchiveError {
     Encode { path: String, message: String },
     #[error("cannot write the archive: {0}")]
     Write(#[source] std::io::Error),
+    #[error("cannot stage the archive's files in `{dir}`: {source}")]
+    Staging { dir: String, source: std::io::Error },
+    #[error("shard `{path}` {problem}")]
+    Shard { path: String, problem: &'static str },
 
     // Reading.
     #[error("cannot read the archive: {0}")]

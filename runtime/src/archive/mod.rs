@@ -28,12 +28,11 @@ mod table;
 mod tarball;
 mod unpack;
 mod verify;
+mod writer;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 pub use card::CardInfo;
 pub use error::{ArchiveError, UnsafeReason};
@@ -43,6 +42,7 @@ pub use table::read_samples;
 pub use tarball::{Limits, MAX_PATH_BYTES};
 pub use unpack::{read_archive, unpack_archive};
 pub use verify::{Problem, VerifyReport, verify_archive};
+pub use writer::{ArchiveWriter, Prepared};
 
 /// How to write the archive; everything that shapes its bytes besides the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,84 +89,24 @@ pub struct ZstdInfo {
 }
 
 /// Writes the archive to `out` and says what was written. Nothing is written to `out` unless
-/// every file could be made.
+/// every file could be made. Everything is held in memory; a large dataset is written shard by
+/// shard with [`ArchiveWriter`] instead.
 pub fn write_archive(input: &ArchiveInput<'_>, out: &mut impl Write) -> Result<ArchiveSummary, ArchiveError> {
-    let spec = input.spec;
-    if spec.shard_rows == 0 {
-        return Err(ArchiveError::ShardRowsZero);
-    }
-    let range = zstd::compression_level_range();
-    if !range.contains(&spec.zstd_level) {
-        return Err(ArchiveError::ZstdLevel { level: spec.zstd_level, min: *range.start(), max: *range.end() });
-    }
-    let splits = card_splits(input.splits)?;
-
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    files.insert("README.md".to_string(), card::render(&input.card, &splits, input.rejected).into_bytes());
-    for split in &splits {
-        for (path, rows) in shards(split, spec.shard_rows)? {
-            let bytes = table::write_samples(rows, &path)?;
-            files.insert(path, bytes);
+    let mut writer = ArchiveWriter::in_memory(input.spec)?;
+    let mut splits: Vec<&Split> = input.splits.iter().collect();
+    splits.sort_by(|a, b| card::split_order(&a.name).cmp(&card::split_order(&b.name)));
+    for split in splits {
+        let paths = writer.shard_paths(&split.name, split.rows.len() as u64)?;
+        let per_shard = usize::try_from(input.spec.shard_rows).unwrap_or(usize::MAX);
+        for (path, rows) in paths.iter().zip(split.rows.chunks(per_shard)) {
+            writer.add_shard(path, rows)?;
         }
     }
-    files.insert("rejected.parquet".to_string(), table::write_rejected(input.rejected)?);
-    files.insert("provenance.json".to_string(), input.provenance_json.to_vec());
-
-    let entries: Vec<ManifestEntry> = files
-        .iter()
-        .map(|(path, data)| ManifestEntry {
-            path: path.clone(),
-            sha256: hex::encode(Sha256::digest(data)),
-            bytes: data.len() as u64,
-        })
-        .collect();
-    let manifest = Manifest::new(&input.card.name, &input.card.version, entries);
-    let manifest_bytes = manifest.to_bytes();
-    let manifest_sha256 = hex::encode(Sha256::digest(&manifest_bytes));
-    files.insert(MANIFEST_PATH.to_string(), manifest_bytes);
-
-    let digests = tarball::write_tar_zst(&files, spec.mtime, spec.zstd_level, out)?;
-    Ok(ArchiveSummary {
-        manifest_sha256,
-        tar_sha256: digests.tar_sha256,
-        archive_sha256: digests.archive_sha256,
-        zstd: zstd_info(spec.zstd_level),
-        files: manifest.files,
-    })
+    writer.add_file("provenance.json", |w| w.write_all(input.provenance_json))?;
+    writer.finish(&input.card, input.rejected)?.write_to(out)
 }
 
 /// The zstd settings `write_archive` uses at `level`.
 pub fn zstd_info(level: i32) -> ZstdInfo {
     ZstdInfo { library_version: zstd::zstd_safe::version_string().to_string(), level, checksum: true }
-}
-
-/// The non-empty splits in card order, after checking names are usable and unique.
-fn card_splits(splits: &[Split]) -> Result<Vec<&Split>, ArchiveError> {
-    let mut by_order: BTreeMap<(u8, &str), &Split> = BTreeMap::new();
-    for split in splits {
-        let name = split.name.as_str();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(ArchiveError::SplitName { name: name.to_string() });
-        }
-        if by_order.insert(card::split_order(name), split).is_some() {
-            return Err(ArchiveError::DuplicateSplit { name: name.to_string() });
-        }
-    }
-    Ok(by_order.into_values().filter(|s| !s.rows.is_empty()).collect())
-}
-
-/// A split's shards with their paths: `data/<split>-00000-of-00002.parquet`, the naming
-/// `datasets` recognises.
-fn shards(split: &Split, shard_rows: u64) -> Result<Vec<(String, &[SampleRow])>, ArchiveError> {
-    let per_shard = usize::try_from(shard_rows).unwrap_or(usize::MAX);
-    let count = split.rows.len().div_ceil(per_shard);
-    if count > 99_999 {
-        return Err(ArchiveError::TooManyShards { split: split.name.clone(), shards: count as u64 });
-    }
-    Ok(split
-        .rows
-        .chunks(per_shard)
-        .enumerate()
-        .map(|(i, rows)| (format!("data/{}-{i:05}-of-{count:05}.parquet", split.name), rows))
-        .collect())
 }

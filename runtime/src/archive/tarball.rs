@@ -7,7 +7,7 @@
 //! before its data is touched (path, type, duplicates, size limits), so a hostile archive is
 //! refused rather than half-trusted. This module knows nothing about the files' contents.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 
 use tar::{EntryType, Header};
@@ -45,21 +45,28 @@ pub(crate) struct StreamDigests {
 /// Tars above this size get capped zstd tables (see [`write_tar_zst`]).
 const LARGE_TAR: u64 = 16 << 20;
 
-/// Writes `files` (already in path-byte order, as a `BTreeMap<String, _>` is) as a tar inside a
-/// zstd frame.
+/// One file for [`write_tar_zst`]: its path, its size and how to read its bytes.
+pub(crate) struct Entry<'a> {
+    pub path: &'a str,
+    pub bytes: u64,
+    pub open: Box<dyn Fn() -> io::Result<Box<dyn Read + 'a>> + 'a>,
+}
+
+/// Writes `entries` (already in path-byte order) as a tar inside a zstd frame, reading each
+/// entry's bytes as it goes, so only the compressor's window is in memory.
 pub(crate) fn write_tar_zst(
-    files: &BTreeMap<String, Vec<u8>>,
+    entries: &[Entry<'_>],
     mtime: u64,
     level: i32,
     out: &mut impl Write,
 ) -> Result<StreamDigests, ArchiveError> {
     let w = ArchiveError::Write;
-    let mut headers = Vec::with_capacity(files.len());
-    for (path, data) in files {
-        headers.push(header(path, data.len() as u64, mtime)?);
+    let mut headers = Vec::with_capacity(entries.len());
+    for e in entries {
+        headers.push(header(e.path, e.bytes, mtime)?);
     }
     // Each entry is a header block plus its data padded to 512 bytes; then two zero blocks.
-    let tar_size: u64 = files.values().map(|d| 512 + (d.len() as u64).div_ceil(512) * 512).sum::<u64>() + 1024;
+    let tar_size: u64 = entries.iter().map(|e| 512 + e.bytes.div_ceil(512) * 512).sum::<u64>() + 1024;
 
     let mut encoder = zstd::Encoder::new(HashWriter::new(out), level).map_err(w)?;
     encoder.include_checksum(true).map_err(w)?;
@@ -76,12 +83,35 @@ pub(crate) fn write_tar_zst(
         encoder.set_parameter(CParameter::HashLog(22)).map_err(w)?;
     }
     let mut builder = tar::Builder::new(HashWriter::new(encoder));
-    for (header, data) in headers.iter().zip(files.values()) {
-        builder.append(header, data.as_slice()).map_err(w)?;
+    for (header, e) in headers.iter().zip(entries) {
+        // A source shorter or longer than its header says would corrupt the stream: read exactly
+        // the declared size and refuse anything else.
+        let mut data = (e.open)().map_err(w)?.take(e.bytes);
+        let mut counted = CountingReader { inner: &mut data, read: 0 };
+        builder.append(header, &mut counted).map_err(w)?;
+        if counted.read != e.bytes {
+            return Err(w(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("`{}` gave {} of its {} bytes", e.path, counted.read, e.bytes),
+            )));
+        }
     }
     let (encoder, tar_sha256) = builder.into_inner().map_err(w)?.finish();
     let (_, archive_sha256) = encoder.finish().map_err(w)?.finish();
     Ok(StreamDigests { tar_sha256, archive_sha256 })
+}
+
+struct CountingReader<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 fn header(path: &str, size: u64, mtime: u64) -> Result<Header, ArchiveError> {
@@ -216,6 +246,7 @@ fn kind_name(kind: EntryType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn paths_are_checked_alike_for_writing_and_reading() {
@@ -244,8 +275,17 @@ mod tests {
         // The pledge is checked by zstd itself: a wrong size fails `finish`.
         let files: BTreeMap<String, Vec<u8>> =
             [("a".to_string(), vec![]), ("b".to_string(), vec![7; 513]), ("c".to_string(), vec![1; 512])].into();
+        let entries: Vec<Entry<'_>> = files
+            .iter()
+            .map(|(path, data)| Entry {
+                path,
+                bytes: data.len() as u64,
+                open: Box::new(move || Ok(Box::new(data.as_slice()) as Box<dyn Read>)),
+            })
+            .collect();
         let mut out = Vec::new();
-        write_tar_zst(&files, 1, 3, &mut out).unwrap();
+        write_tar_zst(&entries, 1, 3, &mut out).unwrap();
+        drop(entries);
         let size = zstd::zstd_safe::get_frame_content_size(&out).unwrap();
         assert_eq!(size, Some(512 + 512 + 1024 + 512 + 512 + 1024));
         // Frame header descriptor (the byte after the magic number): bit 2 is the checksum flag.
@@ -261,5 +301,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, files.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_entry_shorter_than_its_size_is_an_error() {
+        let data = vec![1u8; 10];
+        let entries =
+            [Entry { path: "a", bytes: 11, open: Box::new(|| Ok(Box::new(data.as_slice()) as Box<dyn Read>)) }];
+        let err = write_tar_zst(&entries, 1, 3, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("gave 10 of its 11 bytes"), "{err}");
     }
 }
