@@ -120,7 +120,9 @@ impl StratumCounts {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SplitResult {
-    /// Sorted by item id.
+    /// Sorted by item id. Not serialized: provenance gives each sample's split, and a list of
+    /// every id in reports was most of their size at scale.
+    #[serde(skip_serializing)]
     pub assignments: Vec<(String, SplitName)>,
     /// Train, validation, test.
     pub achieved: Vec<SplitShare>,

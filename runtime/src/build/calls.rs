@@ -21,7 +21,7 @@ use super::prompts::{PromptError, Prompts};
 use super::replies::{ReplyError, ReplySchema};
 use crate::model::openai;
 use crate::model::{self, BuiltinCall, CallMeta, ChatRequest, Message, Part, Role, StoredResponse};
-use crate::store::{Journal, StoreError};
+use crate::store::{Appender, Journal, StoreError};
 
 /// One call, as provenance and traces record it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,7 +64,8 @@ impl CallError {
 pub struct Caller<'a> {
     pub prompts: &'a Prompts,
     pub responses: Mutex<Journal>,
-    pub requests: Mutex<Journal>,
+    /// Canonical requests of calls made, for audit and batch export; only ever added to.
+    pub requests: Mutex<Appender>,
     pub books: &'a Mutex<Books>,
     pub models: &'a [PlanModel],
     /// Online models by alias: their endpoints, HTTP client and in-flight limit.
@@ -256,10 +257,14 @@ impl Caller<'_> {
                 };
                 let stored = StoredResponse { response, meta };
                 let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-                lock(&self.requests).put(
-                    key,
-                    model::json::canonical(&serde_json::to_value(&request).unwrap_or(Value::Null)).as_bytes(),
-                )?;
+                // What was sent to a server, for audit and batch export. A builtin request is
+                // a function of the plan and the inputs, and storing it cost 6 KB a call.
+                if !builtin {
+                    lock(&self.requests).put(
+                        key,
+                        model::json::canonical(&serde_json::to_value(&request).unwrap_or(Value::Null)).as_bytes(),
+                    )?;
+                }
                 lock(&self.responses).put(key, &bytes)?;
                 (stored, false)
             }

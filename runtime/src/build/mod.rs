@@ -13,14 +13,17 @@
 
 pub mod calls;
 pub mod context;
+pub mod corpus;
 pub mod inputs;
 pub mod items;
+pub mod ledger;
 pub mod outcome;
 pub mod package;
 pub mod progress;
 pub mod prompts;
 pub mod replies;
 pub mod report;
+pub mod spill;
 pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +45,7 @@ use self::outcome::{Books, StageFate};
 use self::progress::Progress;
 use self::prompts::Prompts;
 pub use self::report::BuildReport;
-use self::tasks::{Attempt, TaskRecord};
+use self::tasks::{Attempt, TaskEntry, TaskRecord};
 use crate::allocation;
 use crate::ingest::{self, Ingested, SourceInput};
 use crate::model::json::canonical;
@@ -88,6 +91,8 @@ pub enum BuildError {
     Books(Vec<String>),
     #[error(transparent)]
     Package(#[from] package::PackageError),
+    #[error(transparent)]
+    Spill(#[from] spill::SpillError),
 }
 
 /// Verification: the runner and the verdict cache.
@@ -241,8 +246,13 @@ pub struct Outcomes {
     pub images: BTreeMap<String, ImageOutcome>,
     pub chunks: BTreeMap<String, ChunkOutcome>,
     pub allocation: allocation::Allocation,
-    pub tasks: BTreeMap<String, TaskRecord>,
+    pub tasks: BTreeMap<String, TaskEntry>,
+    /// The tasks' records.
+    pub spill: spill::SpillReader,
 }
+
+/// Files ingested at once: their chunks are in memory together until they are spilled.
+const INGEST_BATCH: usize = 256;
 
 /// Runs a build.
 pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
@@ -252,12 +262,26 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     let books = Mutex::new(Books::default());
     let progress = Progress::new(opts.progress);
 
-    // Ingest.
+    // Ingest, spilling chunks a batch of files at a time.
     let t = Instant::now();
     let sources = SourceInput::from_plan(plan, &opts.spec_dir);
-    let ingested = {
+    let categories: Vec<CategoryInfo> =
+        plan.categories.iter().map(|(n, d)| CategoryInfo { name: n.clone(), description: d.clone() }).collect();
+    let (ingested, corpus) = {
         let cache = ingest::StoreCache::new(&store);
-        ingest::ingest_cached(&sources, &plan.chunking, &plan.images, opts.ingest_threads, Some(&cache))
+        let hints = plan.allocation.balance_categories.then_some(categories.as_slice());
+        let mut spill = corpus::ChunkSpill::new(&store.root().join("tmp"), hints)?;
+        let mut sink = |batch: Vec<ingest::chunk::Chunk>| batch.iter().try_for_each(|c| spill.put(c));
+        let ingested = ingest::ingest_streaming(
+            &sources,
+            &plan.chunking,
+            &plan.images,
+            opts.ingest_threads,
+            Some(&cache),
+            INGEST_BATCH,
+            &mut sink,
+        )?;
+        (ingested, spill.finish()?)
     };
     {
         let mut b = lock(&books);
@@ -271,7 +295,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         "ingested {} documents: {} images, {} chunks ({} skipped, {} unresolved image references)",
         ingested.documents.len(),
         ingested.images.len(),
-        ingested.chunks.len(),
+        corpus.metas.len(),
         ingested.skipped.len(),
         ingested.unresolved.len()
     ));
@@ -317,7 +341,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     let caller = Caller {
         prompts: &prompts,
         responses: Mutex::new(store.journal("responses")?),
-        requests: Mutex::new(store.journal("requests")?),
+        requests: Mutex::new(store.appender("requests")?),
         books: &books,
         models: &plan.models,
         online,
@@ -328,40 +352,51 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         caller,
         books: &books,
         verifier,
-        categories: plan
-            .categories
-            .iter()
-            .map(|(n, d)| CategoryInfo { name: n.clone(), description: d.clone() })
-            .collect(),
+        categories,
         stop: AtomicBool::new(false),
         stop_reason: Mutex::new(None),
         progress: &progress,
     };
     let n = opts.concurrency.max(1);
 
-    // Images and chunks.
+    // Images and chunks. Their calls go to the ledger as they finish; nothing after these
+    // stages reads their traces or decisions, so they are not kept.
+    let mut ledger = ledger::Ledger::new(plan);
     let t = Instant::now();
     progress.start("transcribe", ingested.images.len() as u64);
     progress.start("image_filter", ingested.images.len() as u64);
-    let images: BTreeMap<String, ImageOutcome> = futures::stream::iter(ingested.images.iter())
+    let mut images: BTreeMap<String, ImageOutcome> = BTreeMap::new();
+    let mut finished = futures::stream::iter(ingested.images.iter())
         .map(|img| items::image(&ctx, img, &ingested.documents))
-        .buffer_unordered(n)
-        .map(|o| (o.id.clone(), o))
-        .collect()
-        .await;
+        .buffer_unordered(n);
+    while let Some(mut o) = finished.next().await {
+        ledger.add(&std::mem::take(&mut o.calls));
+        o.decisions = Vec::new();
+        images.insert(o.id.clone(), o);
+    }
+    drop(finished);
     progress.finish("transcribe");
     progress.finish("image_filter");
     add_wall(&books, &["transcribe", "image_filter"], t);
     let doc_paths: BTreeMap<&str, String> =
         ingested.documents.iter().map(|d| (d.id.as_str(), format!("{}/{}", d.source, d.path))).collect();
     let t = Instant::now();
-    progress.start("chunk_filter", ingested.chunks.len() as u64);
-    let chunks: BTreeMap<String, ChunkOutcome> = futures::stream::iter(ingested.chunks.iter())
-        .map(|c| items::chunk(&ctx, c, doc_paths.get(c.document_id.as_str()).map_or("", String::as_str)))
-        .buffer_unordered(n)
-        .map(|o| (o.id.clone(), o))
-        .collect()
-        .await;
+    progress.start("chunk_filter", corpus.metas.len() as u64);
+    let mut chunks: BTreeMap<String, ChunkOutcome> = BTreeMap::new();
+    let mut finished = futures::stream::iter(corpus.metas.iter())
+        .map(|m| async {
+            let chunk = corpus.load(m)?;
+            let path = doc_paths.get(chunk.document_id.as_str()).map_or("", String::as_str);
+            Ok::<_, spill::SpillError>(items::chunk(&ctx, &chunk, path).await)
+        })
+        .buffer_unordered(n);
+    while let Some(o) = finished.next().await {
+        let mut o = o?;
+        ledger.add(&std::mem::take(&mut o.calls));
+        o.decisions = Vec::new();
+        chunks.insert(o.id.clone(), o);
+    }
+    drop(finished);
     progress.finish("chunk_filter");
     add_wall(&books, &["chunk_filter"], t);
     if let Some(reason) = lock(&ctx.stop_reason).clone() {
@@ -370,11 +405,11 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
 
     // Allocation.
     let usable: BTreeSet<&str> = images.values().filter(|o| o.fate.is_accepted()).map(|o| o.id.as_str()).collect();
-    let candidates: Vec<allocation::ChunkCandidates> = ingested
-        .chunks
+    let candidates: Vec<allocation::ChunkCandidates> = corpus
+        .metas
         .iter()
         .filter(|c| chunks.get(&c.id).is_some_and(|o| o.fate.is_accepted()))
-        .map(|c| allocation_input(&ctx, c, &images, &usable))
+        .map(|c| allocation_input(c, &images, &usable))
         .collect();
     let t = Instant::now();
     let allocated = allocation::allocate(&candidates, &plan.allocation, plan.allocation.seed);
@@ -389,25 +424,33 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
 
     // Tasks.
     let t = Instant::now();
-    let chunk_by_id: BTreeMap<&str, &ingest::chunk::Chunk> =
-        ingested.chunks.iter().map(|c| (c.id.as_str(), c)).collect();
+    let chunk_by_id: BTreeMap<&str, &corpus::ChunkMeta> = corpus.metas.iter().map(|c| (c.id.as_str(), c)).collect();
     // Allocation only picks among the chunks it was given, so every task finds its chunk.
-    let planned: Vec<(&allocation::Task, &ingest::chunk::Chunk)> =
+    let planned: Vec<(&allocation::Task, &corpus::ChunkMeta)> =
         allocated.tasks.iter().filter_map(|t| Some((t, *chunk_by_id.get(t.chunk_id.as_str())?))).collect();
     for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
         progress.start(stage, planned.len() as u64);
     }
-    // Inputs are built as tasks start and slimmed as they finish: holding every task's
-    // chunk text and context at once was most of a large build's memory.
-    let tasks: BTreeMap<String, TaskRecord> = futures::stream::iter(planned)
-        .map(|(t, chunk)| tasks::task(&ctx, task_input(&ingested, chunk, t, &images)))
-        .buffer_unordered(n)
-        .map(|mut r| {
-            r.slim();
-            (r.input.task_id.clone(), r)
+    // Inputs are built as tasks start; finished records are slimmed and spilled to disk, and
+    // the ledger takes their calls: holding every task's texts at once was most of a large
+    // build's memory.
+    let mut spilled = spill::SpillWriter::new(&store.root().join("tmp"))?;
+    let mut tasks: BTreeMap<String, TaskEntry> = BTreeMap::new();
+    let mut finished = futures::stream::iter(planned)
+        .map(|(t, meta)| async {
+            let chunk = corpus.load(meta)?;
+            Ok::<_, spill::SpillError>(tasks::task(&ctx, task_input(&ingested, &chunk, t, &images)).await)
         })
-        .collect()
-        .await;
+        .buffer_unordered(n);
+    while let Some(rec) = finished.next().await {
+        let mut rec = rec?;
+        rec.slim();
+        ledger.add(&rec.calls);
+        let slot = spilled.put(&rec)?;
+        tasks.insert(rec.input.task_id.clone(), TaskEntry::new(&rec, slot));
+    }
+    drop(finished);
+    let spill = spilled.finish()?;
     for stage in ["plan", "candidate_filter", "answer", "curate", "classify"] {
         progress.finish(stage);
     }
@@ -416,9 +459,10 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         return Err(BuildError::Stopped(reason));
     }
     drop(ctx);
+    drop(corpus);
 
-    let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks };
-    let packaged = package::package(plan, opts, &store, &outcomes, &books)?;
+    let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks, spill };
+    let packaged = package::package(plan, opts, &store, &outcomes, &ledger, &books)?;
     {
         let mut b = lock(&books);
         link_stages(&mut b, plan);
@@ -467,34 +511,19 @@ fn link_stages(b: &mut Books, plan: &Plan) {
 
 /// A chunk as allocation sees it.
 fn allocation_input(
-    ctx: &Ctx<'_>,
-    c: &ingest::chunk::Chunk,
+    c: &corpus::ChunkMeta,
     images: &BTreeMap<String, ImageOutcome>,
     usable: &BTreeSet<&str>,
 ) -> allocation::ChunkCandidates {
-    let mut text_chars = 0u64;
-    let mut code_chars = 0u64;
-    for part in &c.parts {
-        match part {
-            ingest::chunk::ChunkPart::Code { code, .. } => code_chars += code.chars().count() as u64,
-            ingest::chunk::ChunkPart::Text { text } | ingest::chunk::ChunkPart::Heading { text, .. } => {
-                text_chars += text.chars().count() as u64
-            }
-            ingest::chunk::ChunkPart::Image { .. } => {}
-        }
-    }
-    let hint = ctx.plan.allocation.balance_categories.then(|| {
-        crate::model::builtin::category_hint(&ctx.categories, &c.id, &context::render(&c.parts), c.heading.as_deref())
-    });
     allocation::ChunkCandidates {
         chunk: allocation::ChunkFeatures {
             chunk_id: c.id.clone(),
             document_id: c.document_id.clone(),
-            text_chars: text_chars + code_chars,
-            code_blocks: c.code_blocks.len() as u64,
-            code_chars,
-            has_neighbours: !c.previous_text.is_empty() || !c.next_text.is_empty(),
-            category_hint: hint,
+            text_chars: c.chars,
+            code_blocks: c.code_blocks,
+            code_chars: c.code_chars,
+            has_neighbours: c.has_neighbours,
+            category_hint: c.category_hint.clone(),
         },
         images: c
             .images

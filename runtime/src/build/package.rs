@@ -8,24 +8,29 @@
 //! never run-dependent facts such as timings or whether a call was served from the store, so a
 //! rebuild writes the same bytes.
 //!
-//! The finished `.tar.zst` is also kept in the store under the hash of everything that went into
-//! it, so a rebuild whose inputs did not change copies it instead of compressing again.
+//! Task records are read back from the build's spill file one at a time (dedup fetches texts,
+//! shards are written as their rows are made, provenance is streamed), so memory holds per task
+//! only its entry, never the dataset. The finished `.tar.zst` is also kept in the store under
+//! the hash of its manifest (and what shapes the compression), so a rebuild whose files did not
+//! change copies it instead of compressing again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use sdc_compiler::plan::Plan;
 use serde::Serialize;
+use serde::ser::{Error as _, SerializeSeq};
 use sha2::{Digest, Sha256};
 
 use super::calls::{CallTrace, lock};
 use super::items::Decision;
+use super::ledger::{Ledger, StageTotals};
 use super::outcome::{Books, Fate};
-use super::tasks::Attempt;
+use super::spill::{SpillError, SpillReader};
+use super::tasks::{Attempt, TaskEntry, TaskRecord};
 use super::{BuildOptions, Outcomes};
-use crate::archive::{self, ArchiveInput, ArchiveSpec, CardInfo, ImageCell, RejectedRow, SampleRow, Split};
-use crate::dedup::{self, DedupItem};
-use crate::model::json::canonical;
+use crate::archive::{self, ArchiveSpec, ArchiveWriter, CardInfo, ImageCell, Prepared, RejectedRow, SampleRow};
+use crate::dedup::{self, DedupKey};
 use crate::split::{self, SplitItem, SplitName, SplitRatios};
 use crate::store::Store;
 
@@ -39,6 +44,8 @@ pub enum PackageError {
     Store(#[from] crate::store::StoreError),
     #[error("models answered as something other than the lock pins (`--locked`):\n  {}", .0.join("\n  "))]
     Drift(Vec<String>),
+    #[error(transparent)]
+    Spill(#[from] SpillError),
 }
 
 /// What packaging produced, for the report.
@@ -103,15 +110,6 @@ struct ProvenanceCall<'a> {
 }
 
 #[derive(Serialize)]
-struct StageTotals {
-    stage: String,
-    calls: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost: f64,
-}
-
-#[derive(Serialize)]
 struct Provenance<'a> {
     format: &'static str,
     dataset: &'a sdc_compiler::plan::PlanDataset,
@@ -127,8 +125,51 @@ struct Provenance<'a> {
     unresolved: &'a [crate::ingest::Unresolved],
     allocation: &'a crate::allocation::Allocation,
     split: &'a split::SplitResult,
-    totals: Vec<StageTotals>,
-    samples: Vec<ProvenanceSample<'a>>,
+    totals: Vec<&'a StageTotals>,
+    samples: Samples<'a>,
+}
+
+/// The kept samples' provenance, read from the spill file as it is serialized.
+struct Samples<'a> {
+    kept: &'a [&'a TaskEntry],
+    split_name: &'a BTreeMap<&'a str, &'a str>,
+    prompts: &'a BTreeMap<&'a str, &'a str>,
+    spill: &'a SpillReader,
+}
+
+impl Serialize for Samples<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.kept.len()))?;
+        for entry in self.kept {
+            let t: TaskRecord = self.spill.get(entry.slot).map_err(S::Error::custom)?;
+            seq.serialize_element(&ProvenanceSample {
+                id: &t.input.task_id,
+                split: self.split_name.get(t.input.task_id.as_str()).copied().unwrap_or(""),
+                task_type: &t.input.question_type,
+                category: &t.category,
+                document_id: &t.input.chunk.document_id,
+                document_path: &t.input.chunk.document_path,
+                chunk_id: &t.input.chunk.id,
+                image_id: t.input.image.as_ref().map(|i| i.id.as_str()),
+                calls: calls(&t.calls, self.prompts),
+                decisions: &t.decisions,
+                verification: t.attempts.iter().collect(),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// Just the texts dedup compares, read from a spilled record (serde skips the other fields).
+#[derive(serde::Deserialize)]
+struct DedupTexts {
+    candidate: QuestionOnly,
+    answer: String,
+}
+
+#[derive(serde::Deserialize)]
+struct QuestionOnly {
+    question: String,
 }
 
 fn calls<'a>(traces: &'a [CallTrace], prompts: &'a BTreeMap<&str, &str>) -> Vec<ProvenanceCall<'a>> {
@@ -152,22 +193,19 @@ pub fn package(
     opts: &BuildOptions,
     store: &Store,
     out: &Outcomes,
+    ledger: &Ledger<'_>,
     books: &Mutex<Books>,
 ) -> Result<Packaged, PackageError> {
-    let accepted: Vec<&super::tasks::TaskRecord> = out.tasks.values().filter(|t| t.fate.is_accepted()).collect();
+    let accepted: Vec<&TaskEntry> = out.tasks.values().filter(|t| t.fate.is_accepted()).collect();
 
-    // Dedup.
-    let items: Vec<DedupItem> = accepted
+    // Dedup, fetching texts from the spill file (entries are in id order, ids unique).
+    let keys: Vec<DedupKey> = accepted
         .iter()
-        .map(|t| DedupItem {
-            id: t.input.task_id.clone(),
-            task_type: t.input.question_type.clone(),
-            question: t.candidate.question.clone(),
-            answer: t.answer.clone(),
-            image_id: t.input.image.as_ref().map(|i| i.id.clone()),
-        })
+        .map(|t| DedupKey { id: t.id.clone(), task_type: t.task_type.clone(), image_id: t.image_id.clone() })
         .collect();
-    let dedup = dedup::dedup(&items, plan.dedup_threshold, plan.dataset.seed);
+    let texts = |i: usize| out.spill.get::<DedupTexts>(accepted[i].slot).map(|t| (t.candidate.question, t.answer));
+    let dedup = dedup::dedup_lazy(&keys, texts, plan.dedup_threshold, plan.dataset.seed)?;
+    drop(keys);
     let removed: BTreeMap<&str, &dedup::Duplicate> = dedup.removed.iter().map(|d| (d.id.as_str(), d)).collect();
     {
         let mut b = lock(books);
@@ -176,25 +214,20 @@ pub fn package(
         s.rejected = removed.len() as u64;
         s.items_out = s.items_in - s.rejected;
     }
-    let kept: Vec<&super::tasks::TaskRecord> =
-        accepted.iter().copied().filter(|t| !removed.contains_key(t.input.task_id.as_str())).collect();
+    let kept: Vec<&TaskEntry> = accepted.iter().copied().filter(|t| !removed.contains_key(t.id.as_str())).collect();
 
     // Split.
     let split_items: Vec<SplitItem> = kept
         .iter()
         .map(|t| SplitItem {
-            id: t.input.task_id.clone(),
-            group: t.input.chunk.document_id.clone(),
-            stratum: format!(
-                "{}|{}|{}",
-                t.category,
-                t.input.question_type,
-                if t.input.image.is_some() { "mm" } else { "text" }
-            ),
+            id: t.id.clone(),
+            group: t.document_id.clone(),
+            stratum: format!("{}|{}|{}", t.category, t.task_type, if t.image_id.is_some() { "mm" } else { "text" }),
         })
         .collect();
     let ratios = SplitRatios { train: plan.split.train, validation: plan.split.validation, test: plan.split.test };
     let split = split::split(&split_items, &ratios, plan.split.seed);
+    drop(split_items);
     let assignment: BTreeMap<&str, SplitName> = split.assignments.iter().map(|(id, s)| (id.as_str(), *s)).collect();
     {
         let mut b = lock(books);
@@ -203,32 +236,33 @@ pub fn package(
         s.items_out = assignment.len() as u64;
     }
 
-    // Rows.
-    let png = |id: &str| out.ingested.images.iter().find(|r| r.id == id).map(|r| r.png().to_vec());
-    let mut splits: Vec<Split> = Vec::new();
+    // Shards, one at a time, staged in the store's scratch directory.
+    let spec = ArchiveSpec {
+        mtime: plan.output.archive_mtime,
+        zstd_level: plan.output.zstd_level as i32,
+        shard_rows: plan.output.shard_rows.max(1),
+    };
+    let mut writer = ArchiveWriter::on_disk(spec, &store.root().join("tmp"))?;
     let mut per_split = Vec::new();
     for name in SplitName::ALL {
-        let rows: Vec<SampleRow> = kept
-            .iter()
-            .filter(|t| assignment.get(t.input.task_id.as_str()) == Some(&name))
-            .map(|t| SampleRow {
-                id: t.input.task_id.clone(),
-                question: t.candidate.question.clone(),
-                answer: t.answer.clone(),
-                category: t.category.clone(),
-                task_type: t.input.question_type.clone(),
-                test_code: t.candidate.test_code.clone(),
-                entry_point: t.candidate.entry_point.clone(),
-                image: t.input.image.as_ref().and_then(|i| {
-                    png(&i.id)
-                        .map(|bytes| ImageCell { bytes, path: format!("images/{}.png", &i.id[..16.min(i.id.len())]) })
-                }),
-                source: t.input.chunk.document_path.clone(),
-            })
-            .collect();
-        per_split.push((name.as_str().to_string(), rows.len() as u64));
-        splits.push(Split { name: name.as_str().to_string(), rows });
+        let members: Vec<&TaskEntry> =
+            kept.iter().copied().filter(|t| assignment.get(t.id.as_str()) == Some(&name)).collect();
+        per_split.push((name.as_str().to_string(), members.len() as u64));
+        let paths = writer.shard_paths(name.as_str(), members.len() as u64)?;
+        let per_shard = usize::try_from(spec.shard_rows).unwrap_or(usize::MAX);
+        for (path, entries) in paths.iter().zip(members.chunks(per_shard)) {
+            let rows = entries.iter().map(|e| sample_row(out, e)).collect::<Result<Vec<_>, _>>()?;
+            writer.add_shard(path, &rows)?;
+        }
     }
+    let per_type: Vec<(String, u64, u64)> = sdc_compiler::spec::TaskType::ALL
+        .iter()
+        .map(|t| {
+            let of_type = kept.iter().filter(|e| e.task_type == t.as_str() && assignment.contains_key(e.id.as_str()));
+            let (mm, text): (Vec<&&TaskEntry>, Vec<&&TaskEntry>) = of_type.partition(|e| e.image_id.is_some());
+            (t.as_str().to_string(), text.len() as u64, mm.len() as u64)
+        })
+        .collect();
 
     // Everything not accepted, with why.
     let doc_path: BTreeMap<&str, String> =
@@ -264,10 +298,10 @@ pub fn package(
         push(&o.id, "chunk", &o.fate, doc_path.get(o.document_id.as_str()).cloned().unwrap_or_default(), None);
     }
     for t in out.tasks.values() {
-        push(&t.input.task_id, "task", &t.fate, t.input.chunk.document_path.clone(), None);
+        push(&t.id, "task", &t.fate, t.document_path.clone(), None);
     }
     for d in &dedup.removed {
-        let source = out.tasks.get(&d.id).map(|t| t.input.chunk.document_path.clone()).unwrap_or_default();
+        let source = out.tasks.get(&d.id).map(|t| t.document_path.clone()).unwrap_or_default();
         let kind = match d.kind {
             dedup::DupKind::Exact => "exact duplicate",
             dedup::DupKind::Near => "near duplicate",
@@ -286,70 +320,14 @@ pub fn package(
     let failed = rejected_rows.iter().filter(|r| r.outcome == "failed").count() as u64;
     let rejected = rejected_rows.len() as u64 - failed;
 
-    // Provenance.
-    let prompts_by_stage: BTreeMap<&str, &str> =
-        plan.stages.iter().filter_map(|s| s.prompts.first().map(|p| (s.kind.as_str(), p.sha256.as_str()))).collect();
-    let mut reported: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut fingerprints: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let every_call = out
-        .images
-        .values()
-        .flat_map(|o| o.calls.iter())
-        .chain(out.chunks.values().flat_map(|o| o.calls.iter()))
-        .chain(out.tasks.values().flat_map(|t| t.calls.iter()));
-    let stage_model: BTreeMap<&str, &str> = plan.stages.iter().map(|s| (s.kind.as_str(), s.model.as_str())).collect();
-    let mut totals: BTreeMap<String, StageTotals> = BTreeMap::new();
-    for c in every_call {
-        if let Some(alias) = stage_model.get(c.stage.as_str()) {
-            reported.entry(alias.to_string()).or_default().insert(c.model.clone());
-            if let Some(f) = &c.fingerprint {
-                fingerprints.entry(alias.to_string()).or_default().insert(f.clone());
-            }
-        }
-        let t = totals.entry(c.stage.clone()).or_insert_with(|| StageTotals {
-            stage: c.stage.clone(),
-            calls: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost: 0.0,
-        });
-        t.calls += 1;
-        t.prompt_tokens += c.prompt_tokens;
-        t.completion_tokens += c.completion_tokens;
-        if let Some(m) = stage_model.get(c.stage.as_str()).and_then(|a| plan.models.iter().find(|m| m.alias == *a)) {
-            t.cost += crate::model::cost(
-                m,
-                crate::model::Usage { prompt_tokens: c.prompt_tokens, completion_tokens: c.completion_tokens },
-            );
-        }
-    }
+    // Provenance (the ledger took every call as its item finished).
     // Drift: what the servers say answered, against what the lock pins.
-    let mut drift = Vec::new();
-    for m in plan.models.iter().filter(|m| m.provider != "builtin") {
-        let others: Vec<&String> =
-            reported.get(&m.alias).into_iter().flatten().filter(|id| **id != m.resolved && !id.is_empty()).collect();
-        if !others.is_empty() {
-            let ids: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-            drift.push(format!(
-                "model `{}`: the lock pins `{}`, replies came from `{}`",
-                m.alias,
-                m.resolved,
-                ids.join("`, `")
-            ));
-        }
-        let prints: Vec<&str> = fingerprints.get(&m.alias).into_iter().flatten().map(String::as_str).collect();
-        if prints.len() > 1 {
-            drift.push(format!(
-                "model `{}`: replies carry {} system fingerprints: {}",
-                m.alias,
-                prints.len(),
-                prints.join(", ")
-            ));
-        }
-    }
+    let drift = ledger.drift();
     if opts.fail_on_drift && !drift.is_empty() {
         return Err(PackageError::Drift(drift));
     }
+    let prompts_by_stage: BTreeMap<&str, &str> =
+        plan.stages.iter().filter_map(|s| s.prompts.first().map(|p| (s.kind.as_str(), p.sha256.as_str()))).collect();
     let split_name: BTreeMap<&str, &str> = assignment.iter().map(|(id, s)| (*id, s.as_str())).collect();
     let provenance = Provenance {
         format: "sdc-provenance-1",
@@ -365,8 +343,12 @@ pub fn package(
                 provider: m.provider.clone(),
                 resolved: m.resolved.clone(),
                 endpoints: m.endpoints.clone(),
-                reported: reported.get(&m.alias).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
-                fingerprints: fingerprints.get(&m.alias).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                reported: ledger.reported.get(&m.alias).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                fingerprints: ledger
+                    .fingerprints
+                    .get(&m.alias)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default(),
             })
             .collect(),
         prompts: plan
@@ -399,26 +381,11 @@ pub fn package(
         unresolved: &out.ingested.unresolved,
         allocation: &out.allocation,
         split: &split,
-        totals: totals.into_values().collect(),
-        samples: kept
-            .iter()
-            .map(|t| ProvenanceSample {
-                id: &t.input.task_id,
-                split: split_name.get(t.input.task_id.as_str()).copied().unwrap_or(""),
-                task_type: &t.input.question_type,
-                category: &t.category,
-                document_id: &t.input.chunk.document_id,
-                document_path: &t.input.chunk.document_path,
-                chunk_id: &t.input.chunk.id,
-                image_id: t.input.image.as_ref().map(|i| i.id.as_str()),
-                calls: calls(&t.calls, &prompts_by_stage),
-                decisions: &t.decisions,
-                verification: t.attempts.iter().collect(),
-            })
-            .collect(),
+        totals: ledger.totals(),
+        samples: Samples { kept: &kept, split_name: &split_name, prompts: &prompts_by_stage, spill: &out.spill },
     };
     // Compact: at 100k samples the pretty form was 15 % larger, in memory and to compress.
-    let provenance_json = serde_json::to_vec(&provenance).unwrap_or_default();
+    writer.add_file("provenance.json", |w| serde_json::to_writer(w, &provenance))?;
 
     let builtin: Vec<String> = plan
         .models
@@ -435,72 +402,82 @@ pub fn package(
         reproduce: opts.reproduce.clone(),
         notes: builtin,
     };
-    let spec = ArchiveSpec {
-        mtime: plan.output.archive_mtime,
-        zstd_level: plan.output.zstd_level as i32,
-        shard_rows: plan.output.shard_rows.max(1),
-    };
-    let input =
-        ArchiveInput { spec, card, splits: &splits, rejected: &rejected_rows, provenance_json: &provenance_json };
+    let prepared = writer.finish(&card, &rejected_rows)?;
+    drop(rejected_rows);
 
-    // Reuse the archive when nothing that goes into it changed.
-    let identity = archive_identity(&input);
+    // Reuse the archive when its files are the ones an earlier build compressed.
+    let identity = archive_identity(&prepared);
     let mut index = store.journal("archives")?;
     let path = opts.archive.clone();
     let cached = index.get(&identity)?.and_then(|b| serde_json::from_slice::<CachedArchive>(&b).ok());
-    let (summary, reused) = match cached {
-        Some(c) => {
-            let current = std::fs::read(&path).ok().map(|b| hex::encode(Sha256::digest(&b)));
-            if current.as_deref() != Some(c.archive_sha256.as_str()) {
-                let Some(bytes) = store.get_object(&c.archive_sha256)? else {
-                    return write_fresh(store, &mut index, &identity, &input, &path, books).map(|s| Packaged {
-                        drift,
-                        ..finish(s, false, &path, &splits, &dedup, split, rejected, failed)
-                    });
-                };
-                crate::store::write_file_atomically(&path, &bytes)
-                    .map_err(|e| PackageError::Io { path: path.clone(), source: e })?;
-            }
-            (c, true)
-        }
-        None => (write_fresh(store, &mut index, &identity, &input, &path, books)?, false),
+    let reused = match &cached {
+        Some(c) => restore(store, c, &path)?,
+        None => false,
     };
-    Ok(Packaged { drift, ..finish(summary, reused, &path, &splits, &dedup, split, rejected, failed) })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    c: CachedArchive,
-    reused: bool,
-    path: &std::path::Path,
-    splits: &[Split],
-    dedup: &dedup::DedupResult,
-    split: split::SplitResult,
-    rejected: u64,
-    failed: u64,
-) -> Packaged {
-    Packaged {
+    let summary = match (cached, reused) {
+        (Some(c), true) => c,
+        _ => write_fresh(store, &mut index, &identity, &prepared, &path, books)?,
+    };
+    Ok(Packaged {
         archive_path: path.display().to_string(),
-        archive_sha256: c.archive_sha256,
-        manifest_sha256: c.manifest_sha256,
-        tar_sha256: c.tar_sha256,
-        zstd_version: c.zstd_version,
+        archive_sha256: summary.archive_sha256,
+        manifest_sha256: summary.manifest_sha256,
+        tar_sha256: summary.tar_sha256,
+        zstd_version: summary.zstd_version,
         reused,
-        samples: splits.iter().map(|s| s.rows.len() as u64).sum(),
-        per_type: sdc_compiler::spec::TaskType::ALL
-            .iter()
-            .map(|t| {
-                let rows = splits.iter().flat_map(|s| s.rows.iter()).filter(|r| r.task_type == t.as_str());
-                let (mm, text): (Vec<_>, Vec<_>) = rows.partition(|r| r.image.is_some());
-                (t.as_str().to_string(), text.len() as u64, mm.len() as u64)
-            })
-            .collect(),
-        per_split: splits.iter().map(|s| (s.name.clone(), s.rows.len() as u64)).collect(),
+        samples: per_split.iter().map(|(_, n)| n).sum(),
+        per_type,
+        per_split,
         duplicates: dedup.removed.len() as u64,
         split,
         rejected,
         failed,
-        drift: Vec::new(),
+        drift,
+    })
+}
+
+/// A kept task's row, read from the spill file.
+fn sample_row(out: &Outcomes, entry: &TaskEntry) -> Result<SampleRow, PackageError> {
+    let t: TaskRecord = out.spill.get(entry.slot)?;
+    // Images are sorted by id.
+    let png = |id: &str| {
+        let images = &out.ingested.images;
+        images.binary_search_by(|r| r.id.as_str().cmp(id)).ok().map(|k| images[k].png().to_vec())
+    };
+    let image = t.input.image.as_ref().and_then(|i| {
+        png(&i.id).map(|bytes| ImageCell { bytes, path: format!("images/{}.png", &i.id[..16.min(i.id.len())]) })
+    });
+    Ok(SampleRow {
+        id: t.input.task_id,
+        question: t.candidate.question,
+        answer: t.answer,
+        category: t.category,
+        task_type: t.input.question_type,
+        test_code: t.candidate.test_code,
+        entry_point: t.candidate.entry_point,
+        image,
+        source: t.input.chunk.document_path,
+    })
+}
+
+/// Puts a cached archive at `path` (from the store when the file there is not it); `false` when
+/// the store no longer has it.
+fn restore(store: &Store, c: &CachedArchive, path: &std::path::Path) -> Result<bool, PackageError> {
+    let current = std::fs::File::open(path).ok().and_then(|f| sha256_of(f).ok());
+    if current.as_deref() == Some(c.archive_sha256.as_str()) {
+        return Ok(true);
+    }
+    Ok(store.copy_object_to(&c.archive_sha256, path)?)
+}
+
+fn sha256_of(mut r: impl std::io::Read) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(hex::encode(h.finalize())),
+            n => h.update(&buf[..n]),
+        }
     }
 }
 
@@ -512,20 +489,29 @@ struct CachedArchive {
     zstd_version: String,
 }
 
+/// Compresses the archive into the store's scratch directory, then files it in the store and
+/// copies it to `path` (never seen half-written).
 fn write_fresh(
     store: &Store,
     index: &mut crate::store::Journal,
     identity: &[u8; 32],
-    input: &ArchiveInput<'_>,
+    prepared: &Prepared,
     path: &std::path::Path,
     books: &Mutex<Books>,
 ) -> Result<CachedArchive, PackageError> {
     let t = std::time::Instant::now();
-    let mut bytes = Vec::new();
-    let summary = archive::write_archive(input, &mut bytes)?;
-    crate::store::write_file_atomically(path, &bytes)
-        .map_err(|e| PackageError::Io { path: path.to_path_buf(), source: e })?;
-    store.put_object(&bytes)?;
+    let scratch = store.root().join("tmp");
+    let io = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |source| PackageError::Io { path: p, source }
+    };
+    let tmp = tempfile::NamedTempFile::new_in(&scratch).map_err(io(&scratch))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let summary = prepared.write_to(&mut out)?;
+    std::io::Write::flush(&mut out).map_err(io(tmp.path()))?;
+    drop(out);
+    crate::store::copy_file_atomically(tmp.path(), path).map_err(io(path))?;
+    store.put_object_file(tmp.into_temp_path(), &summary.archive_sha256)?;
     let cached = CachedArchive {
         archive_sha256: summary.archive_sha256.clone(),
         manifest_sha256: summary.manifest_sha256.clone(),
@@ -537,54 +523,18 @@ fn write_fresh(
     Ok(cached)
 }
 
-/// sha256 over everything the archive is made of (and the sdc version that makes it).
-fn archive_identity(input: &ArchiveInput<'_>) -> [u8; 32] {
+/// What the `.tar.zst` bytes are a function of: the manifest (the sha256 and size of every
+/// other file), the tar mtime, the zstd level and library, and the sdc that writes the tar.
+fn archive_identity(prepared: &Prepared) -> [u8; 32] {
+    let spec = prepared.spec();
     let mut h = Sha256::new();
-    h.update(b"sdc-archive-input\0");
+    h.update(b"sdc-archive-input-2\0");
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(b"\0");
     h.update(zstd::zstd_safe::version_string().as_bytes());
-    h.update(
-        canonical(&serde_json::json!({
-            "mtime": input.spec.mtime, "level": input.spec.zstd_level, "shard_rows": input.spec.shard_rows,
-            "card": {"name": input.card.name, "version": input.card.version, "license": input.card.license,
-                     "description": input.card.description, "categories": input.card.categories,
-                     "reproduce": input.card.reproduce, "notes": input.card.notes},
-        }))
-        .as_bytes(),
-    );
-    for split in input.splits {
-        h.update(split.name.as_bytes());
-        h.update((split.rows.len() as u64).to_le_bytes());
-        for r in &split.rows {
-            for field in
-                [&r.id, &r.question, &r.answer, &r.category, &r.task_type, &r.test_code, &r.entry_point, &r.source]
-            {
-                h.update((field.len() as u64).to_le_bytes());
-                h.update(field.as_bytes());
-            }
-            match &r.image {
-                Some(i) => {
-                    h.update([1]);
-                    h.update(Sha256::digest(&i.bytes));
-                    h.update(i.path.as_bytes());
-                }
-                None => h.update([0]),
-            }
-        }
-    }
-    h.update(
-        canonical(
-            &serde_json::to_value(
-                input
-                    .rejected
-                    .iter()
-                    .map(|r| (&r.id, &r.kind, &r.stage, &r.outcome, &r.reason, r.attempts, &r.source, &r.duplicate_of))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default(),
-        )
-        .as_bytes(),
-    );
-    h.update(Sha256::digest(input.provenance_json));
+    h.update(b"\0");
+    h.update(spec.mtime.to_le_bytes());
+    h.update(spec.zstd_level.to_le_bytes());
+    h.update(prepared.manifest_bytes());
     h.finalize().into()
 }

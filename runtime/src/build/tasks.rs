@@ -19,6 +19,7 @@ use super::inputs::{
 use super::items::{Decision, OnFailure, decide, to_value};
 use super::outcome::{Fate, StageFate};
 use super::replies::ReplySchema;
+use super::spill::Slot;
 use crate::verify::{Verdict, program};
 
 /// How many times a test that fails validation goes back for correction.
@@ -44,6 +45,35 @@ pub struct TaskRecord {
     pub calls: Vec<CallTrace>,
     pub decisions: Vec<Decision>,
     pub attempts: Vec<Attempt>,
+}
+
+/// What a build holds of a finished task: the fields that accounting, dedup, the split and
+/// rejected rows group by, and where its record is in the spill file.
+#[derive(Clone, Debug)]
+pub struct TaskEntry {
+    pub id: String,
+    pub task_type: String,
+    pub fate: Fate,
+    pub category: String,
+    pub document_id: String,
+    pub document_path: String,
+    pub image_id: Option<String>,
+    pub slot: Slot,
+}
+
+impl TaskEntry {
+    pub fn new(rec: &TaskRecord, slot: Slot) -> TaskEntry {
+        TaskEntry {
+            id: rec.input.task_id.clone(),
+            task_type: rec.input.question_type.clone(),
+            fate: rec.fate.clone(),
+            category: rec.category.clone(),
+            document_id: rec.input.chunk.document_id.clone(),
+            document_path: rec.input.chunk.document_path.clone(),
+            image_id: rec.input.image.as_ref().map(|i| i.id.clone()),
+            slot,
+        }
+    }
 }
 
 impl TaskRecord {

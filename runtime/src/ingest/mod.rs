@@ -218,19 +218,53 @@ pub fn ingest_cached(
     threads: usize,
     persistent: Option<&dyn NormalCache>,
 ) -> Ingested {
+    let mut chunks = Vec::new();
+    let keep = &mut |batch: Vec<Chunk>| {
+        chunks.extend(batch);
+        Ok::<(), std::convert::Infallible>(())
+    };
+    let mut out = match ingest_streaming(sources, chunking, images, threads, persistent, usize::MAX, keep) {
+        Ok(out) => out,
+        Err(never) => match never {},
+    };
+    chunks.sort_by(|a, b| (&a.document_id, a.ordinal).cmp(&(&b.document_id, b.ordinal)));
+    out.chunks = chunks;
+    out
+}
+
+/// [`ingest_cached`] for corpora whose chunks should not all be in memory at once: files are
+/// ingested `batch` at a time, and each batch's chunks are handed to `sink` (in no particular
+/// order) instead of being kept, so the result's `chunks` is empty. Everything else is as
+/// [`ingest_cached`] gives it, whatever the batch size.
+pub fn ingest_streaming<E>(
+    sources: &[SourceInput],
+    chunking: &PlanChunking,
+    images: &PlanImages,
+    threads: usize,
+    persistent: Option<&dyn NormalCache>,
+    batch: usize,
+    sink: &mut dyn FnMut(Vec<Chunk>) -> Result<(), E>,
+) -> Result<Ingested, E> {
     let cache = ImageCache { persistent, ..Default::default() };
     let jobs: Vec<(&SourceInput, &str, DocKind)> =
         sources.iter().flat_map(|s| s.files.iter().map(move |(p, k)| (s, p.as_str(), *k))).collect();
-    let run = || -> Vec<FileResult> {
-        jobs.par_iter().map(|(s, p, k)| ingest_file(s, p, *k, chunking, images, &cache)).collect()
-    };
-    let results = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(run),
-        Err(_) => run(),
-    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok();
+    let mut results = Vec::with_capacity(jobs.len());
+    for part in jobs.chunks(batch.max(1)) {
+        let run = || -> Vec<FileResult> {
+            part.par_iter().map(|(s, p, k)| ingest_file(s, p, *k, chunking, images, &cache)).collect()
+        };
+        let mut done = match &pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        };
+        let chunks: Vec<Chunk> = done.iter_mut().flat_map(|r| std::mem::take(&mut r.chunks)).collect();
+        sink(chunks)?;
+        results.extend(done);
+    }
     // Images that no result uses (none today) would otherwise stay alive with the cache.
     drop(cache);
-    merge(results)
+    Ok(merge(results))
 }
 
 #[derive(Default)]
@@ -248,7 +282,6 @@ fn merge(results: Vec<FileResult>) -> Ingested {
     for r in results {
         out.documents.extend(r.document);
         out.skipped.extend(r.skipped);
-        out.chunks.extend(r.chunks);
         out.unresolved.extend(r.unresolved);
         for (n, usage) in r.images {
             images
@@ -267,7 +300,6 @@ fn merge(results: Vec<FileResult>) -> Ingested {
         }
     }
     out.documents.sort_by(|a, b| (&a.id, &a.source, &a.path).cmp(&(&b.id, &b.source, &b.path)));
-    out.chunks.sort_by(|a, b| (&a.document_id, a.ordinal).cmp(&(&b.document_id, b.ordinal)));
     out.skipped.sort();
     out.unresolved.sort();
     out.images = images.into_values().collect();

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use journal::{Journal, JournalStats};
+pub use journal::{Appender, Journal, JournalStats};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the layout changes in a way older sdc versions could misread.
@@ -93,6 +93,11 @@ impl Store {
         Journal::open(&self.root.join("journal").join(kind))
     }
 
+    /// Opens the journal of one kind for adding records only, without reading its index.
+    pub fn appender(&self, kind: &str) -> Result<Appender, StoreError> {
+        Appender::open(&self.root.join("journal").join(kind))
+    }
+
     fn object_path(&self, id: &str) -> PathBuf {
         let (head, tail) = id.split_at(2.min(id.len()));
         self.root.join("objects").join(head).join(tail)
@@ -144,13 +149,92 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Files `file` (a temporary file on the store's file system whose sha256 is `id`) as the
+    /// blob `id`, by a rename, so a large blob is never read into memory.
+    pub fn put_object_file(&self, file: tempfile::TempPath, id: &str) -> Result<(), StoreError> {
+        let path = self.object_path(id);
+        if path.is_file() {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        file.persist(&path).map_err(|e| io(&path)(e.error))
+    }
+
+    /// Copies the blob `id` to `dest` (atomically, checking its hash on the way); `false` when
+    /// the store does not have it.
+    pub fn copy_object_to(&self, id: &str, dest: &Path) -> Result<bool, StoreError> {
+        let path = self.object_path(id);
+        let source = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut hashing =
+            HashingReader { inner: std::io::BufReader::with_capacity(1 << 20, source), hasher: Sha256::new() };
+        let tmp = temp_sibling(dest);
+        let copied = (|| -> std::io::Result<()> {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let mut file = File::create(&tmp)?;
+            std::io::copy(&mut hashing, &mut file)?;
+            file.sync_all()
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(dest)(e));
+        }
+        let actual = hex::encode(hashing.hasher.finalize());
+        if actual != id {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::Corrupt { id: id.to_string(), actual });
+        }
+        fs::rename(&tmp, dest).map_err(io(dest))?;
+        Ok(true)
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn temp_sibling(dest: &Path) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Copies `src` to `dest` atomically: a temporary sibling, then a rename.
+pub fn copy_file_atomically(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = temp_sibling(dest);
+    let copied = fs::copy(src, &tmp).and_then(|_| File::open(&tmp)?.sync_all());
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, dest)
+}
+
 /// Writes a file outside the store atomically: a temporary sibling, then a rename.
 pub fn write_file_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = temp_sibling(dest);
     let mut file = File::create(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -173,6 +257,23 @@ mod tests {
         assert!(store.get_object(&"0".repeat(64)).unwrap().is_none());
         fs::write(store.object_path(&id), b"tampered").unwrap();
         assert!(matches!(store.get_object(&id), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn file_objects_are_filed_by_rename_and_copied_out_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = tempfile::NamedTempFile::new_in(dir.path().join("tmp")).unwrap();
+        fs::write(tmp.path(), b"hello").unwrap();
+        let id = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        store.put_object_file(tmp.into_temp_path(), id).unwrap();
+        let out = dir.path().join("out/copy");
+        assert!(store.copy_object_to(id, &out).unwrap());
+        assert_eq!(fs::read(&out).unwrap(), b"hello");
+        assert!(!store.copy_object_to(&"0".repeat(64), &out).unwrap());
+        fs::write(store.object_path(id), b"tampered").unwrap();
+        assert!(matches!(store.copy_object_to(id, &out), Err(StoreError::Corrupt { .. })));
+        assert_eq!(fs::read(&out).unwrap(), b"hello", "a failed copy leaves the destination as it was");
     }
 
     #[test]
