@@ -14,6 +14,7 @@
 pub mod environment;
 pub mod program;
 pub mod runner;
+pub mod sandbox;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,5 +77,17 @@ impl Verdict {
             (false, true) => format!("{} ({})", self.outcome.as_str(), self.exception),
             (false, false) => format!("{} ({}): {last}", self.outcome.as_str(), self.exception),
         }
+    }
+}
+
+/// The test-quality gate on a test's verdict against the stub: `None` if the test runs and fails
+/// there (as a test must), else why the test is rejected.
+pub fn gate(against_stub: &Verdict) -> Option<String> {
+    match against_stub.outcome {
+        Outcome::Passed => Some("the test passed against a stub whose body is `pass`: it checks too little".into()),
+        Outcome::SyntaxError | Outcome::ImportError | Outcome::NoCheck => {
+            Some(format!("the test does not run: {}", against_stub.summary()))
+        }
+        _ => None,
     }
 }
