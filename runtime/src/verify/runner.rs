@@ -1,10 +1,12 @@
-//! Running one program under the harness and reading its verdict.
+//! Running one program under the harness, in the sandbox, and reading its verdict.
 //!
-//! The harness and the program go into a fresh temporary directory, which is also the working
-//! directory and `HOME`. The environment is scrubbed to a fixed handful of variables (no API
-//! keys, no tokens, deterministic hashing). The process gets its own process group; on timeout
-//! the whole group is killed, so nothing the program started outlives it. Output is read with a
-//! cap. Paths that differ between machines (the environment's and the temporary directory's) are
+//! The harness and the program are written to a fresh run directory under the store's `tmp/`;
+//! under bubblewrap they are bound read-only into the sandbox's private working directory, in
+//! the fallback that directory is the working directory (see [`super::sandbox`]). The environment
+//! is scrubbed to a fixed handful of variables (no API keys, no tokens, deterministic hashing).
+//! The sandbox gets its own process group, killed whatever happens, with everything left of the
+//! run's uid; a wall-clock timeout bounds the run. The verdict comes on fd 3, output is read with
+//! a cap. Paths that differ between machines (the environment's and the run directory's) are
 //! replaced in messages by `<env>` and `<tmp>`, so a verdict is the same fact everywhere.
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub enum RunError {
     Scratch(PathBuf, std::io::Error),
     #[error("cannot start `{0}`: {1}")]
     Spawn(PathBuf, std::io::Error),
+    #[error("cannot lease a sandbox uid: {0}")]
+    Uid(std::io::Error),
     #[error("cannot ask the interpreter `{0}` where it lives: {1}")]
     Interpreter(PathBuf, String),
 }
@@ -98,7 +102,7 @@ impl Runner {
         write("harness.py", HARNESS)
             .and_then(|()| write("solution.py", &program.source))
             .map_err(|e| RunError::Scratch(dir.path().to_path_buf(), e))?;
-        let lease = self.sandbox.lease();
+        let lease = self.sandbox.lease().map_err(RunError::Uid)?;
         let uid = lease.uid().map_or_else(|| "-".to_string(), |u| u.to_string());
         let bwrap = match &self.sandbox.kind {
             Kind::Bwrap(path) => Some(path),

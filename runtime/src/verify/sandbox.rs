@@ -18,7 +18,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The first uid runs use when sdc runs as root: a range distributions and container tools leave
@@ -66,12 +65,12 @@ pub struct Sandbox {
     pub binds: Vec<PathBuf>,
 }
 
-/// The uids runs of this process hold; one pool for every runner, so none share a uid.
-static LEASED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
-
-/// A uid lent to one run; back to the pool when dropped.
+/// A uid lent to one run, held by an exclusive lock on `<uid>.lock` in [`lock_dir`]: the lock
+/// is per open file, so it excludes other runs of this process and of every other sdc process on
+/// the machine alike, and the kernel drops it when its holder dies.
 pub struct Lease {
     uid: Option<u32>,
+    _lock: Option<std::fs::File>,
 }
 
 impl Lease {
@@ -80,12 +79,10 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(uid) = self.uid {
-            LEASED.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
-        }
-    }
+/// Where uid locks live: root's `/run` (only root leases uids), else the temporary directory.
+fn lock_dir() -> PathBuf {
+    let run = Path::new("/run");
+    if run.is_dir() { run.join("sdc-uids") } else { std::env::temp_dir().join("sdc-uids") }
 }
 
 /// System paths bound read-only: directories are bound, symbolic links (merged /usr) recreated.
@@ -146,17 +143,27 @@ impl Sandbox {
         }
     }
 
-    /// A uid for one run, or none when sdc does not run as root: the smallest one neither leased
-    /// here nor running processes (another sdc's run).
-    pub fn lease(&self) -> Lease {
-        let uid = self.drop_uid.then(|| {
-            let mut used = LEASED.lock().unwrap_or_else(|p| p.into_inner());
-            let busy: BTreeSet<u32> = real_uids().into_iter().filter(|u| *u >= UID_BASE).collect();
-            let uid = (UID_BASE..u32::MAX).find(|u| !used.contains(u) && !busy.contains(u)).unwrap_or(UID_BASE);
-            used.insert(uid);
-            uid
-        });
-        Lease { uid }
+    /// A uid for one run, or none when sdc does not run as root: the smallest one no other run,
+    /// here or in another sdc process, holds.
+    pub fn lease(&self) -> Result<Lease, std::io::Error> {
+        if !self.drop_uid {
+            return Ok(Lease { uid: None, _lock: None });
+        }
+        let dir = lock_dir();
+        std::fs::create_dir_all(&dir)?;
+        for uid in UID_BASE..UID_BASE + 4096 {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{uid}.lock")))?;
+            match file.try_lock() {
+                Ok(()) => return Ok(Lease { uid: Some(uid), _lock: Some(file) }),
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other("every sandbox uid is in use"))
     }
 
     /// RLIMIT_NPROC counts every process of the real uid: the run's own uid when root, else all
@@ -269,16 +276,6 @@ pub fn processes_of(uid: u32) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter(|pid| real_uid(&format!("/proc/{pid}/status")) == Some(uid))
-        .collect()
-}
-
-/// The real uids of every process.
-fn real_uids() -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter_map(|pid| real_uid(&format!("/proc/{pid}/status")))
         .collect()
 }
 
