@@ -59,7 +59,12 @@ def main():
         report("assertion_failed", "AssertionError", excerpt(e))
         return
     except (ImportError, ModuleNotFoundError) as e:
-        report("import_error", type(e).__name__, excerpt(e))
+        # An extension module that cannot be mapped under RLIMIT_AS is out of memory, not missing.
+        text = str(e)
+        if "failed to map segment" in text or "Cannot allocate memory" in text:
+            report("memory", type(e).__name__, excerpt(e))
+        else:
+            report("import_error", type(e).__name__, excerpt(e))
         return
     except SyntaxError as e:
         report("syntax_error", type(e).__name__, excerpt(e))
