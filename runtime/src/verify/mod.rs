@@ -5,11 +5,14 @@
 //!   generated module as is, followed by the test; the harness then calls `check(<entry point>)`.
 //! - [`environment`] provides the interpreter: a virtual environment keyed by (Python version,
 //!   requirements hash), created once under the store and reused.
-//! - [`runner`] starts the harness in a private temporary directory with a scrubbed environment
-//!   and a wall-clock timeout that kills the whole process group, and reads its verdict.
+//! - [`sandbox`] is what confines every run: bubblewrap namespaces and rlimits (or rlimits alone,
+//!   with a warning, where bubblewrap is missing), a uid of its own when sdc runs as root.
+//! - [`runner`] starts the harness in the sandbox with a scrubbed environment and a wall-clock
+//!   timeout that kills the whole process tree, and reads its verdict from a dedicated pipe.
 //!
-//! Verdicts are facts about (program, environment, limits) and are cached in the store's
-//! `verdicts` journal by that key, so a rebuild never executes the same code twice.
+//! Verdicts are facts about (program, environment, harness, sandbox kind and limits) and are
+//! cached in the store's `verdicts` journal by that key, so a rebuild never executes the same
+//! code twice.
 
 pub mod environment;
 pub mod program;
