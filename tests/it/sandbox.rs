@@ -228,12 +228,33 @@ async fn a_daemon_does_not_outlive_its_run() {
 async fn rlimit_fallback_says_how_to_install_bubblewrap() {
     let b = bench(20_000, 512);
     assert_eq!(b.runner.sandbox.warning(), None);
-    let mut fallback = b.runner.sandbox.clone();
-    fallback.kind = sandbox::Kind::Rlimits("bubblewrap (`bwrap`) is not installed".into());
+    let sandboxed = &b.runner.sandbox;
+    let fallback = sandbox::Sandbox::fallback(
+        "bubblewrap (`bwrap`) is not installed".into(),
+        sandboxed.binds.clone(),
+        sandboxed.limits,
+    );
     let warning = fallback.warning().expect("a warning");
     assert!(warning.contains("apt-get install bubblewrap"), "{warning}");
     // The verdict key tells the two apart: a changed sandbox never reuses a verdict.
-    assert_ne!(fallback.identity(), b.runner.sandbox.identity());
+    assert_ne!(fallback.identity(), sandboxed.identity());
+    let own_uid = fallback.drop_uid;
+    // The fallback still runs programs, with its limits, the scrubbed environment and, under
+    // root, a uid of its own in a run directory that uid owns.
+    let mut runner = b.runner.clone();
+    runner.sandbox = fallback;
+    let program = |source: &str| Program { source: source.to_string(), entry_point: "f".into() };
+    // Its own uid under root when the interpreter allows it, else this process's uid.
+    let ours = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self"));
+    let uid_check = if own_uid { format!("os.getuid() not in (0, {ours})") } else { format!("os.getuid() == {ours}") };
+    let source = format!(
+        "import os\ndef f():\n    return 3\n\ndef check(c):\n    assert c() == 3\n    assert 'SDC_TEST_CANARY_KEY' not in os.environ\n    assert {uid_check}, os.getuid()\n    open(os.path.join(os.environ['HOME'], 'x'), 'w').write('x')\n"
+    );
+    let r = runner.run(&program(&source)).await.expect("run");
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let hog = "def f():\n    pass\n\ndef check(c):\n    hoard = []\n    while True:\n        hoard.append(bytearray(16 * 1024 * 1024))\n";
+    let r = runner.run(&program(hog)).await.expect("run");
+    assert_eq!(r.verdict.outcome, Outcome::Memory, "{:?}", r.verdict);
 }
 
 #[tokio::test]

@@ -92,26 +92,42 @@ impl Sandbox {
     /// bubblewrap if it is installed and works here with `python`, else the rlimits fallback.
     pub fn detect(python: &Path, binds: Vec<PathBuf>, limits: Limits) -> Sandbox {
         let drop_uid = rustix::process::geteuid().is_root();
-        let mut sandbox = Sandbox { kind: Kind::Rlimits(String::new()), limits, drop_uid, binds };
-        sandbox.kind = match find_in_path("bwrap") {
-            None => Kind::Rlimits("bubblewrap (`bwrap`) is not installed".into()),
+        let sandbox = Sandbox { kind: Kind::Rlimits(String::new()), limits, drop_uid, binds };
+        let why = match find_in_path("bwrap") {
+            None => "bubblewrap (`bwrap`) is not installed".to_string(),
             Some(bwrap) => {
                 // A real start with the real layout: a kernel without user namespaces or a
                 // distribution that forbids them shows here, not in the first verdict.
                 let mut probe = std::process::Command::new(&bwrap);
                 probe.args(sandbox.bwrap_args(Path::new("/nonexistent"), &[])).arg(python).args(["-I", "-c", "pass"]);
                 match probe.stdin(std::process::Stdio::null()).output() {
-                    Ok(out) if out.status.success() => Kind::Bwrap(bwrap),
-                    Ok(out) => Kind::Rlimits(format!(
-                        "`{}` does not work here: {}",
-                        bwrap.display(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                    Err(e) => Kind::Rlimits(format!("cannot run `{}`: {e}", bwrap.display())),
+                    Ok(out) if out.status.success() => return Sandbox { kind: Kind::Bwrap(bwrap), ..sandbox },
+                    Ok(out) => {
+                        format!(
+                            "`{}` does not work here: {}",
+                            bwrap.display(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )
+                    }
+                    Err(e) => format!("cannot run `{}`: {e}", bwrap.display()),
                 }
             }
         };
-        sandbox
+        Sandbox::fallback(why, sandbox.binds, limits)
+    }
+
+    /// The rlimits fallback. Without bubblewrap to re-expose it, an interpreter other users cannot
+    /// read (a pyenv under root's 0700 home) cannot run under another uid: runs then keep root's.
+    pub fn fallback(why: String, binds: Vec<PathBuf>, limits: Limits) -> Sandbox {
+        let root = rustix::process::geteuid().is_root();
+        let readable = binds.iter().all(|b| others_can_read(b));
+        let why = match (root, readable) {
+            (true, false) => format!(
+                "{why}; the interpreter is not readable by other users, so runs keep root's uid and RLIMIT_NPROC does not bind"
+            ),
+            _ => why,
+        };
+        Sandbox { kind: Kind::Rlimits(why), limits, drop_uid: root && readable, binds }
     }
 
     pub fn is_bwrap(&self) -> bool {
@@ -261,6 +277,13 @@ fn move_to_fd3(fd: i32) -> std::io::Result<()> {
     let done = rustix::io::dup2(source, &mut target);
     std::mem::forget(target);
     Ok(done?)
+}
+
+/// Every ancestor of `dir` searchable by others and `dir` itself readable and searchable.
+fn others_can_read(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
+    mode(dir) & 0o005 == 0o005 && dir.ancestors().skip(1).all(|a| mode(a) & 0o001 != 0)
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
