@@ -13,8 +13,9 @@
 //!
 //! In both, rlimits bound CPU time, address space, file size and core dumps, and `no_new_privs`
 //! is set. Run by root, the harness drops to an unprivileged uid of its own (one per concurrent
-//! run, from [`UID_BASE`]) before any code under test runs: RLIMIT_NPROC does not bind root, and a
-//! uid per run keeps one run's fork bomb from starving its neighbours' threads.
+//! run, from [`UID_BASE`], leased by a lock file) before any code under test runs: RLIMIT_NPROC
+//! does not bind root, and a uid per run keeps one run's fork bomb from starving its neighbours'
+//! threads. (The fallback keeps root's uid when the interpreter is unreadable by others.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
