@@ -89,6 +89,17 @@ fn lock_is_byte_identical_when_nothing_changed() {
 }
 
 #[test]
+fn a_missing_verification_python_is_an_error_at_lock_time() {
+    let p = Project::new();
+    p.edit(SPEC, "python = \"python3\"", "python = \"sdc-no-such-python3\"");
+    let run = p.sdc(&["lock", SPEC]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("python `sdc-no-such-python3` cannot be run"), "{}", run.stderr);
+    assert!(run.stderr.contains("specs/mini.sds:86:"), "{}", run.stderr);
+    assert!(!p.path(LOCK).exists(), "no lock is written");
+}
+
+#[test]
 fn locked_lists_every_drifted_entry_and_changes_nothing() {
     let p = Project::new();
     assert_eq!(p.sdc(&["lock", SPEC]).code, 0);

@@ -10,6 +10,8 @@ mod diagnostics;
 mod ingest;
 /// `sdc build` against a faulty OpenAI-compatible server on 127.0.0.1.
 mod online;
+/// The verification sandbox against hostile programs (needs bubblewrap).
+mod sandbox;
 /// Shared helpers: a scratch copy of the fixture project, running the binary.
 mod support;
 /// Architecture invariants as tests.

@@ -85,6 +85,8 @@ pub enum BuildError {
     Prompt(#[from] prompts::PromptError),
     #[error(transparent)]
     Environment(#[from] environment::EnvError),
+    #[error(transparent)]
+    Verification(#[from] verify::runner::RunError),
     #[error("the build stopped: {0}")]
     Stopped(String),
     #[error("the build's books do not close, so no archive was written:\n  {}", .0.join("\n  "))]
@@ -204,14 +206,7 @@ impl Ctx<'_> {
             code_sha256: hex::encode(Sha256::digest(p.source.as_bytes())),
             verdict: verdict.clone(),
         });
-        use verify::Outcome;
-        Ok(match verdict.outcome {
-            Outcome::Passed => Some("the test passed against a stub whose body is `pass`: it checks too little".into()),
-            Outcome::SyntaxError | Outcome::ImportError | Outcome::NoCheck => {
-                Some(format!("the test does not run: {}", verdict.summary()))
-            }
-            _ => None,
-        })
+        Ok(verify::gate(&verdict))
     }
 
     async fn run_verification(
@@ -314,17 +309,18 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
             };
             let env = environment::ensure(&req, &|m| progress.note(m)).await?;
             let slots = v.concurrency.map_or_else(num_cpus, |c| c as usize).max(1);
+            let timeout = Duration::from_millis(v.timeout_ms);
+            let runner = Runner::new(&env.python, &env.root, timeout, v.memory_mb, &store.root().join("tmp"))?;
+            if let Some(warning) = runner.sandbox.warning() {
+                // Printed even under --quiet: unisolated execution of generated code is news.
+                eprintln!("{warning}");
+            }
             Some(Verifier {
-                runner: Runner {
-                    python: env.python.clone(),
-                    env_root: env.root.clone(),
-                    timeout: Duration::from_millis(v.timeout_ms),
-                    scratch: store.root().join("tmp"),
-                },
+                sandbox: runner.sandbox.identity(),
+                runner,
                 env_key: env.key,
                 verdicts: Mutex::new(store.journal("verdicts")?),
                 slots: tokio::sync::Semaphore::new(slots),
-                sandbox: "none".into(),
             })
         }
         _ => None,

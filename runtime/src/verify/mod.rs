@@ -5,15 +5,19 @@
 //!   generated module as is, followed by the test; the harness then calls `check(<entry point>)`.
 //! - [`environment`] provides the interpreter: a virtual environment keyed by (Python version,
 //!   requirements hash), created once under the store and reused.
-//! - [`runner`] starts the harness in a private temporary directory with a scrubbed environment
-//!   and a wall-clock timeout that kills the whole process group, and reads its verdict.
+//! - [`sandbox`] is what confines every run: bubblewrap namespaces and rlimits (or rlimits alone,
+//!   with a warning, where bubblewrap is missing), a uid of its own when sdc runs as root.
+//! - [`runner`] starts the harness in the sandbox with a scrubbed environment and a wall-clock
+//!   timeout that kills the whole process tree, and reads its verdict from a dedicated pipe.
 //!
-//! Verdicts are facts about (program, environment, limits) and are cached in the store's
-//! `verdicts` journal by that key, so a rebuild never executes the same code twice.
+//! Verdicts are facts about (program, environment, harness, sandbox kind and limits) and are
+//! cached in the store's `verdicts` journal by that key, so a rebuild never executes the same
+//! code twice.
 
 pub mod environment;
 pub mod program;
 pub mod runner;
+pub mod sandbox;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,5 +80,17 @@ impl Verdict {
             (false, true) => format!("{} ({})", self.outcome.as_str(), self.exception),
             (false, false) => format!("{} ({}): {last}", self.outcome.as_str(), self.exception),
         }
+    }
+}
+
+/// The test-quality gate on a test's verdict against the stub: `None` if the test runs and fails
+/// there (as a test must), else why the test is rejected.
+pub fn gate(against_stub: &Verdict) -> Option<String> {
+    match against_stub.outcome {
+        Outcome::Passed => Some("the test passed against a stub whose body is `pass`: it checks too little".into()),
+        Outcome::SyntaxError | Outcome::ImportError | Outcome::NoCheck => {
+            Some(format!("the test does not run: {}", against_stub.summary()))
+        }
+        _ => None,
     }
 }
