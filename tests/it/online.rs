@@ -206,6 +206,8 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
         .map(|s| s["calls_made"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(chats as u64, curate_calls + seen.faults.load(Ordering::SeqCst) as u64, "{made} calls in all");
+    let retries: u64 = stages.iter().map(|s| s["retries"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(retries, seen.faults.load(Ordering::SeqCst) as u64, "the report counts every retry");
     assert_eq!(
         seen.with_schema.load(Ordering::SeqCst) + seen.faults.load(Ordering::SeqCst),
         chats,

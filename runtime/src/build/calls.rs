@@ -43,8 +43,9 @@ pub struct CallTrace {
 pub enum CallError {
     #[error(transparent)]
     Prompt(#[from] PromptError),
-    #[error("{0}")]
-    Provider(String),
+    /// No usable reply, after `attempts` requests (0: none could be sent).
+    #[error("{message}")]
+    Provider { message: String, attempts: u32 },
     /// The server refused the key (401/403): every call to it would fail, so the build stops.
     #[error("{0}; check the API key variable (its value is never printed)")]
     Refused(String),
@@ -55,6 +56,18 @@ pub enum CallError {
 }
 
 impl CallError {
+    fn provider(message: String) -> CallError {
+        CallError::Provider { message, attempts: 0 }
+    }
+
+    /// Requests sent for the failed call (1 for anything that is not a server's failure).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            CallError::Provider { attempts, .. } => (*attempts).max(1),
+            _ => 1,
+        }
+    }
+
     /// Whether the whole build must stop (the store is broken), whatever the stage's policy.
     pub fn is_fatal(&self) -> bool {
         matches!(self, CallError::Store(_) | CallError::Refused(_))
@@ -79,7 +92,8 @@ pub struct Online {
     pub connections: Vec<openai::Connection>,
     pub client: openai::Client,
     pub policy: openai::Policy,
-    pub slots: tokio::sync::Semaphore,
+    /// In flight (adaptive), requests/min and tokens/min, shared by the model's connections.
+    pub throttle: crate::model::throttle::Throttle,
     /// Calls in flight per connection, to send each call to the least busy one.
     pub in_flight: Vec<std::sync::atomic::AtomicUsize>,
 }
@@ -96,7 +110,11 @@ impl Online {
         Ok(Online {
             client: openai::Client::new(&policy)?,
             policy,
-            slots: tokio::sync::Semaphore::new(model.max_in_flight.clamp(1, 4096) as usize),
+            throttle: crate::model::throttle::Throttle::new(
+                model.max_in_flight,
+                model.requests_per_minute,
+                model.tokens_per_minute,
+            ),
             in_flight: connections.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect(),
             connections,
         })
@@ -109,18 +127,13 @@ impl Online {
         store: &crate::store::Store,
     ) -> Result<openai::Completed, openai::CallFailure> {
         use std::sync::atomic::Ordering;
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| openai::CallFailure::before_sending(String::new(), e.to_string()))?;
         let k = (0..self.connections.len()).min_by_key(|&k| self.in_flight[k].load(Ordering::SeqCst)).unwrap_or(0);
         let Some(connection) = self.connections.get(k) else {
             return Err(openai::CallFailure::before_sending(String::new(), "the model has no endpoint".into()));
         };
         self.in_flight[k].fetch_add(1, Ordering::SeqCst);
         let image = |id: &str| store.get_object(id).ok().flatten();
-        let result = self.client.complete(connection, request, &self.policy, &image).await;
+        let result = self.client.complete(connection, request, &self.policy, &self.throttle, &image).await;
         self.in_flight[k].fetch_sub(1, Ordering::SeqCst);
         result
     }
@@ -186,7 +199,7 @@ impl Caller<'_> {
         let stage_name = conv.stage.kind.as_str();
         let model = self
             .model(&conv.stage.model)
-            .ok_or_else(|| CallError::Provider(format!("model `{}` is not in the plan", conv.stage.model)))?;
+            .ok_or_else(|| CallError::provider(format!("model `{}` is not in the plan", conv.stage.model)))?;
         if conv.messages.is_empty() && self.prompts.has_block(&conv.template, "system") {
             let system = self.prompts.render(&conv.template, "system", vars)?;
             conv.messages.push(Message::text(Role::System, system));
@@ -224,11 +237,11 @@ impl Caller<'_> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
                 let (response, attempts, endpoint) = if builtin {
-                    let r = model::builtin::complete(&request).map_err(|e| CallError::Provider(e.to_string()))?;
+                    let r = model::builtin::complete(&request).map_err(|e| CallError::provider(e.to_string()))?;
                     (r, 1, "builtin".to_string())
                 } else {
                     let online = self.online.get(&model.alias).ok_or_else(|| {
-                        CallError::Provider(format!(
+                        CallError::provider(format!(
                             "model `{}` ({}) has no endpoint in this environment: set its base URL variable, or lock it to the builtin generator",
                             model.alias, model.resolved
                         ))
@@ -239,11 +252,12 @@ impl Caller<'_> {
                             let mut books = lock(self.books);
                             let s = books.stage(stage_name);
                             s.calls_failed += 1;
+                            s.retries += u64::from(failure.attempts.saturating_sub(1));
                             let message = format!("model `{}`: {failure}", model.alias);
                             return Err(if failure.is_refusal() {
                                 CallError::Refused(message)
                             } else {
-                                CallError::Provider(message)
+                                CallError::Provider { message, attempts: failure.attempts }
                             });
                         }
                     }
@@ -277,6 +291,7 @@ impl Caller<'_> {
                 s.calls_served += 1;
             } else {
                 s.calls_made += 1;
+                s.retries += u64::from(stored.meta.attempts.saturating_sub(1));
             }
             s.prompt_tokens += usage.prompt_tokens;
             s.completion_tokens += usage.completion_tokens;

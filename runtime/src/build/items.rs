@@ -78,7 +78,11 @@ impl Ctx<'_> {
         }
         match policy {
             "keep" if !error.is_fatal() => OnFailure::Keep(format!("kept after a failed call: {error}")),
-            _ => OnFailure::Drop(Fate::Failed { stage: stage.to_string(), error: error.to_string(), attempts: 1 }),
+            _ => OnFailure::Drop(Fate::Failed {
+                stage: stage.to_string(),
+                error: error.to_string(),
+                attempts: error.attempts(),
+            }),
         }
     }
 }
@@ -125,7 +129,7 @@ pub async fn image(ctx: &Ctx<'_>, img: &ImageRecord, documents: &[Document]) -> 
         Err(e) => match ctx.on_failure(StageKind::Transcribe, &img.id, &e) {
             // There is nothing to keep without a transcription.
             OnFailure::Keep(_) | OnFailure::Drop(_) => {
-                out.fate = Fate::Failed { stage: "transcribe".into(), error: e.to_string(), attempts: 1 };
+                out.fate = Fate::Failed { stage: "transcribe".into(), error: e.to_string(), attempts: e.attempts() };
                 StageFate::Failed
             }
         },

@@ -42,6 +42,10 @@ pub struct StageStats {
     pub calls_made: u64,
     pub calls_served: u64,
     pub calls_failed: u64,
+    /// Requests sent again after a transient failure (made and failed calls); the cost ledger's
+    /// view of what a flaky server cost in requests. Not in provenance: it depends on the run.
+    #[serde(default)]
+    pub retries: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: f64,

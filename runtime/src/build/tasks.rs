@@ -153,15 +153,12 @@ fn task_type(rec: &TaskRecord) -> Option<TaskType> {
     TaskType::parse(&rec.input.question_type)
 }
 
-fn failed(
-    ctx: &Ctx<'_>,
-    rec: &mut TaskRecord,
-    kind: StageKind,
-    error: &super::calls::CallError,
-    attempts: u32,
-) -> StageFate {
+fn failed(ctx: &Ctx<'_>, rec: &mut TaskRecord, kind: StageKind, error: &super::calls::CallError) -> StageFate {
     match ctx.on_failure(kind, &rec.input.task_id, error) {
         OnFailure::Keep(_) | OnFailure::Drop(_) => {
+            // Attempts are the requests the failed call sent; earlier turns of the conversation
+            // (corrections, verification attempts) are in the record's calls and attempts.
+            let attempts = error.attempts();
             rec.fate = Fate::Failed { stage: kind.as_str().into(), error: error.to_string(), attempts };
             StageFate::Failed
         }
@@ -187,7 +184,7 @@ async fn plan(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
                     input.state.entry_point = r.get("entry_point").trim().to_string();
                 }
             }
-            Err(e) => return failed(ctx, rec, StageKind::Plan, &e, 1),
+            Err(e) => return failed(ctx, rec, StageKind::Plan, &e),
         }
     }
     if code && !is_identifier(&input.state.entry_point) {
@@ -208,7 +205,7 @@ async fn plan(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
                     return rec.reject(StageKind::Plan, why);
                 }
                 Ok(r) => r.get("test_code").to_string(),
-                Err(e) => return failed(ctx, rec, StageKind::Plan, &e, corrections + 1),
+                Err(e) => return failed(ctx, rec, StageKind::Plan, &e),
             };
             let problem = match ctx.check_test(rec, &input.state.question, &input.state.entry_point, &test).await {
                 Ok(problem) => problem,
@@ -305,7 +302,7 @@ async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
                 return rec.reject(StageKind::Answer, why);
             }
             Ok(r) => r.get("answer").to_string(),
-            Err(e) => return failed(ctx, rec, StageKind::Answer, &e, attempt),
+            Err(e) => return failed(ctx, rec, StageKind::Answer, &e),
         };
         if attempt > 1 && answer == input.previous_answer {
             // The same answer again cannot pass where it failed.
@@ -364,6 +361,6 @@ async fn classify(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
             rec.category = r.get("category").to_string();
             StageFate::Passed
         }
-        Err(e) => failed(ctx, rec, StageKind::Classify, &e, 1),
+        Err(e) => failed(ctx, rec, StageKind::Classify, &e),
     }
 }

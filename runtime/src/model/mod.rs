@@ -12,6 +12,7 @@
 pub mod builtin;
 pub mod json;
 pub mod openai;
+pub mod throttle;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,6 +89,23 @@ pub struct ResponseSchema {
 }
 
 impl ChatRequest {
+    /// Tokens the request may use, for tokens-per-minute limits before the server says: the
+    /// prompt's text at about four characters a token, 85 per image (a low-detail tile), and
+    /// every completion token it allows.
+    pub fn estimated_tokens(&self) -> u64 {
+        let mut chars = 0usize;
+        let mut images = 0u64;
+        for m in &self.messages {
+            for p in &m.content {
+                match p {
+                    Part::Text { text } => chars += text.chars().count(),
+                    Part::Image { .. } => images += 1,
+                }
+            }
+        }
+        estimate_tokens(chars) + 85 * images + self.max_tokens
+    }
+
     /// The request's identity: sha256 of its canonical JSON.
     pub fn key(&self) -> [u8; 32] {
         Sha256::digest(json::canonical(&self.to_value()).as_bytes()).into()

@@ -17,6 +17,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::throttle::Throttle;
 use super::{ChatRequest, ChatResponse, Part, Role, Usage};
 
 /// Where a model is served, with its key; resolved from the spec's environment by the CLI.
@@ -102,12 +103,14 @@ impl Client {
     }
 
     /// Sends `request`, retrying transient failures. `image` returns the PNG bytes of an image
-    /// id (the normal form in the store).
+    /// id (the normal form in the store). Every attempt waits for `throttle`, and tells it how
+    /// the server answered.
     pub async fn complete(
         &self,
         connection: &Connection,
         request: &ChatRequest,
         policy: &Policy,
+        throttle: &Throttle,
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
         let endpoint = endpoint_of(&connection.base_url);
@@ -115,9 +118,22 @@ impl Client {
         let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
         let key = request.key();
         let mut attempt = 0u32;
+        let estimate = request.estimated_tokens();
         loop {
             attempt += 1;
-            match self.once(&url, connection, &body).await {
+            let permit = throttle.acquire(estimate).await;
+            let outcome = self.once(&url, connection, &body).await;
+            match &outcome {
+                Attempt::Done(r) => {
+                    throttle.settle(permit.estimated_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+                    throttle.succeeded();
+                }
+                Attempt::Transient { status: Some(429), .. } => throttle.throttled(),
+                _ => {}
+            }
+            // The slot is free again before any backoff sleep.
+            drop(permit);
+            match outcome {
                 Attempt::Done(response) => return Ok(Completed { response, attempts: attempt, endpoint }),
                 Attempt::Final(message, status) => {
                     let status = Some(status);
