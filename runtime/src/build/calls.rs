@@ -89,13 +89,11 @@ pub struct Caller<'a> {
 
 /// An OpenAI-compatible model's connections and limits.
 pub struct Online {
-    pub connections: Vec<openai::Connection>,
+    pub router: openai::Router,
     pub client: openai::Client,
     pub policy: openai::Policy,
     /// In flight (adaptive), requests/min and tokens/min, shared by the model's connections.
     pub throttle: crate::model::throttle::Throttle,
-    /// Calls in flight per connection, to send each call to the least busy one.
-    pub in_flight: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 impl Online {
@@ -115,27 +113,18 @@ impl Online {
                 model.requests_per_minute,
                 model.tokens_per_minute,
             ),
-            in_flight: connections.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect(),
-            connections,
+            router: openai::Router::new(connections),
         })
     }
 
-    /// One call, on the connection with the fewest calls in flight (ties: the first).
+    /// One call; each attempt goes to the least busy connection not marked down.
     async fn call(
         &self,
         request: &ChatRequest,
         store: &crate::store::Store,
     ) -> Result<openai::Completed, openai::CallFailure> {
-        use std::sync::atomic::Ordering;
-        let k = (0..self.connections.len()).min_by_key(|&k| self.in_flight[k].load(Ordering::SeqCst)).unwrap_or(0);
-        let Some(connection) = self.connections.get(k) else {
-            return Err(openai::CallFailure::before_sending(String::new(), "the model has no endpoint".into()));
-        };
-        self.in_flight[k].fetch_add(1, Ordering::SeqCst);
         let image = |id: &str| store.get_object(id).ok().flatten();
-        let result = self.client.complete(connection, request, &self.policy, &self.throttle, &image).await;
-        self.in_flight[k].fetch_sub(1, Ordering::SeqCst);
-        result
+        self.client.complete(&self.router, request, &self.policy, &self.throttle, &image).await
     }
 }
 

@@ -35,6 +35,64 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// A model's connections, and which one the next attempt goes to: the one with the fewest
+/// attempts in flight among those not marked down. A connection that could not be reached or
+/// answered 5xx is marked down for a while (250 ms, doubling with each failure in a row, up to
+/// 30 s); a success clears it. When every connection is down, the one due back first is tried,
+/// so a build never stalls on the marks alone.
+pub struct Router {
+    connections: Vec<Connection>,
+    state: std::sync::Mutex<Vec<RouteState>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct RouteState {
+    in_flight: usize,
+    failures: u32,
+    down_until: Option<std::time::Instant>,
+}
+
+impl Router {
+    pub fn new(connections: Vec<Connection>) -> Router {
+        let state = std::sync::Mutex::new(vec![RouteState::default(); connections.len()]);
+        Router { connections, state }
+    }
+
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    fn pick(&self) -> Option<(usize, &Connection)> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let up = |s: &RouteState| s.down_until.is_none_or(|t| t <= now);
+        let k = (0..state.len())
+            .filter(|&k| up(&state[k]))
+            .min_by_key(|&k| state[k].in_flight)
+            .or_else(|| (0..state.len()).min_by_key(|&k| state[k].down_until))?;
+        state[k].in_flight += 1;
+        Some((k, self.connections.get(k)?))
+    }
+
+    fn done(&self, k: usize, healthy: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = state.get_mut(k) else { return };
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if healthy {
+            s.failures = 0;
+            s.down_until = None;
+        } else {
+            s.failures = s.failures.saturating_add(1);
+            let wait = Duration::from_millis(250).saturating_mul(1 << s.failures.saturating_sub(1).min(7));
+            s.down_until = Some(std::time::Instant::now() + wait.min(Duration::from_secs(30)));
+        }
+    }
+}
+
 /// How hard to try, from the plan's model settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
@@ -107,22 +165,34 @@ impl Client {
     /// the server answered.
     pub async fn complete(
         &self,
-        connection: &Connection,
+        router: &Router,
         request: &ChatRequest,
         policy: &Policy,
         throttle: &Throttle,
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
-        let endpoint = endpoint_of(&connection.base_url);
-        let body = body(request, image).map_err(|message| CallFailure::before_sending(endpoint.clone(), message))?;
-        let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
+        let body = body(request, image).map_err(|message| CallFailure::before_sending(String::new(), message))?;
         let key = request.key();
         let mut attempt = 0u32;
         let estimate = request.estimated_tokens();
         loop {
             attempt += 1;
             let permit = throttle.acquire(estimate).await;
+            // Each attempt picks its connection: a retry after a refused connection goes to
+            // another endpoint when there is one.
+            let Some((k, connection)) = router.pick() else {
+                return Err(CallFailure::before_sending(String::new(), "the model has no endpoint".into()));
+            };
+            let endpoint = endpoint_of(&connection.base_url);
+            let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
             let outcome = self.once(&url, connection, &body).await;
+            router.done(
+                k,
+                !matches!(
+                    &outcome,
+                    Attempt::Transient { status: None, .. } | Attempt::Transient { status: Some(500..=599), .. }
+                ),
+            );
             match &outcome {
                 Attempt::Done(r) => {
                     throttle.settle(permit.estimated_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
@@ -341,6 +411,94 @@ mod tests {
             response_schema: Some(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) }),
             builtin: None,
         }
+    }
+
+    /// A local server answering every chat completion with a fixed reply; counts what it served.
+    async fn live_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Headers, then as many body bytes as Content-Length says.
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&seen);
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                                })
+                                .and_then(|v| v.parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let reply = r#"{"id":"r","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"{}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        reply.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_dead_endpoint_is_avoided_and_every_call_completes_on_the_live_one() {
+        let (live, hits) = live_server().await;
+        // A port nobody listens on: connections are refused.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}/v1", l.local_addr().expect("addr"))
+        };
+        // The dead one first: with nothing in flight, ties go to the first connection.
+        let router = Router::new(vec![
+            Connection { base_url: dead, api_key: None },
+            Connection { base_url: live, api_key: None },
+        ]);
+        let policy = Policy {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            retries: 3,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        };
+        let client = Client::new(&policy).expect("client");
+        let throttle = Throttle::new(4, None, None);
+        let mut attempts = 0;
+        for _ in 0..20 {
+            let done =
+                client.complete(&router, &request(), &policy, &throttle, &|_| Some(vec![1])).await.expect("completes");
+            assert!(done.endpoint.starts_with("127.0.0.1:"), "{}", done.endpoint);
+            attempts += done.attempts;
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 20, "every call was answered by the live server");
+        let dead_tries = attempts - 20;
+        let marked = router.state.lock().expect("state")[0];
+        assert!(
+            marked.failures as usize >= 1 && dead_tries == marked.failures,
+            "{dead_tries} tries, {} failures",
+            marked.failures
+        );
+        assert!(dead_tries <= 5, "the dead endpoint is probed rarely, not on every call: {dead_tries}");
     }
 
     #[test]
