@@ -38,6 +38,11 @@ enum Behaviour {
     Faulty,
     /// 401 for every call, as for a wrong key.
     RefuseKey,
+    /// Schema-valid replies, no faults.
+    Healthy,
+    /// Healthy for this many chat completions, then gone: the listener closes, so connections
+    /// are refused (the one that found it dying is reset).
+    DiesAfter(usize),
 }
 
 impl ChatServer {
@@ -49,6 +54,11 @@ impl ChatServer {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                if let Behaviour::DiesAfter(n) = behaviour
+                    && shared.chats.load(Ordering::SeqCst) >= n
+                {
+                    break;
+                }
                 let seen = shared.clone();
                 std::thread::spawn(move || serve(stream, model, behaviour, &seen));
             }
@@ -94,6 +104,13 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
         return;
     }
     let n = seen.chats.fetch_add(1, Ordering::SeqCst);
+    if let Behaviour::DiesAfter(limit) = behaviour
+        && n >= limit
+    {
+        // Dead mid-request: the connection closes without a reply, and is not counted.
+        seen.chats.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
     if behaviour == Behaviour::RefuseKey {
         send(&mut stream, "401 Unauthorized", "", r#"{"error":{"message":"Incorrect API key provided"}}"#);
         return;
@@ -103,6 +120,7 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
     }
     // The fault schedule: about 10 % 429, 5 % 500, 3 % malformed, 2 % cut short.
     let fault = match n % 100 {
+        _ if behaviour != Behaviour::Faulty => None,
         k if k % 10 == 3 => Some("429"),
         k if k % 20 == 7 => Some("500"),
         11 | 44 | 77 => Some("malformed"),
@@ -261,4 +279,41 @@ fn a_rejected_key_stops_the_build_at_once_with_the_servers_message() {
     let made = server.seen.chats.load(Ordering::SeqCst);
     assert!((1..=64).contains(&made), "{made} requests: only the calls already in flight, each once");
     assert!(!p.path("dist/states-1.0.0.tar.zst").exists());
+}
+
+#[test]
+fn a_build_completes_when_one_of_two_servers_dies_midway() {
+    let p = Project::build();
+    p.edit(
+        SPEC,
+        r#"base_url = env("CURATE_MODEL_BASE_URL")"#,
+        r#"base_url = [env("CURATE_MODEL_BASE_URL"), env("CURATE_MODEL_BASE_URL_2")]"#,
+    );
+    let dying = ChatServer::start("fake-curate", Behaviour::DiesAfter(10));
+    let steady = ChatServer::start("fake-curate", Behaviour::Healthy);
+    let env = [
+        ("CURATE_MODEL_BASE_URL", dying.base_url.as_str()),
+        ("CURATE_MODEL_BASE_URL_2", steady.base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", CANARY),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
+    assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
+    let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
+    for a in report["accounting"].as_array().expect("accounting") {
+        let n = |k: &str| a[k].as_u64().expect("count");
+        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
+        assert_eq!(n("failed"), 0, "no item failed because a server died: {a}");
+    }
+    let stages = report["stages"].as_array().expect("stages");
+    let made: u64 = ["image_filter", "chunk_filter", "curate", "classify"]
+        .iter()
+        .filter_map(|name| stages.iter().find(|s| s["stage"] == *name))
+        .map(|s| s["calls_made"].as_u64().unwrap_or(0))
+        .sum();
+    let died_after = dying.seen.chats.load(Ordering::SeqCst) as u64;
+    let survivor = steady.seen.chats.load(Ordering::SeqCst) as u64;
+    assert_eq!(died_after, 10, "both servers shared the load until one died");
+    assert!(made > 30, "the build went on well past the death: {made} calls");
+    assert_eq!(survivor + died_after, made, "every call was answered once, by one of the two");
 }
