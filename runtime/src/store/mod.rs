@@ -81,6 +81,14 @@ impl Store {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(io(&d))?;
         }
+        // Scratch left by a build that was killed (staged archive files, spill files a crash
+        // did not unlink): nobody else can be using it, since we hold the lock.
+        if let Ok(entries) = fs::read_dir(root.join("tmp")) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            }
+        }
         Ok(Store { root: root.to_path_buf(), _lock: lock, tmp_counter: Mutex::new(0) })
     }
 
@@ -274,6 +282,17 @@ mod tests {
         fs::write(store.object_path(id), b"tampered").unwrap();
         assert!(matches!(store.copy_object_to(id, &out), Err(StoreError::Corrupt { .. })));
         assert_eq!(fs::read(&out).unwrap(), b"hello", "a failed copy leaves the destination as it was");
+    }
+
+    #[test]
+    fn scratch_left_by_a_killed_build_is_cleared_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        fs::create_dir_all(dir.path().join("tmp/archive-x")).unwrap();
+        fs::write(dir.path().join("tmp/archive-x/0000"), b"staged").unwrap();
+        fs::write(dir.path().join("tmp/.tmpabc"), b"half an archive").unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]
