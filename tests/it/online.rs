@@ -24,6 +24,8 @@ struct Seen {
     faults: AtomicUsize,
     unauthorised: AtomicUsize,
     with_schema: AtomicUsize,
+    /// Replies whose content breaks the schema (not retried: the item fails, typed).
+    violations: AtomicUsize,
 }
 
 struct ChatServer {
@@ -118,15 +120,22 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
     if !head.lines().any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {CANARY}"))) {
         seen.unauthorised.fetch_add(1, Ordering::SeqCst);
     }
-    // The fault schedule: about 10 % 429, 5 % 500, 3 % malformed, 2 % cut short.
+    // The fault schedule, per 100 calls: 10 × 429, 5 × 500, 3 malformed bodies, 2 cut short,
+    // 2 timeouts (the test sets the model's timeout to 2 s), 3 slow but good replies and one
+    // reply that breaks its schema. The early calls are the image filter's, whose failures
+    // drop the item: the violation at 17 fails one image, typed, and nothing else.
     let fault = match n % 100 {
         _ if behaviour != Behaviour::Faulty => None,
         k if k % 10 == 3 => Some("429"),
         k if k % 20 == 7 => Some("500"),
         11 | 44 | 77 => Some("malformed"),
         29 | 88 => Some("short"),
+        5 | 50 => Some("timeout"),
         _ => None,
     };
+    if behaviour == Behaviour::Faulty && matches!(n % 100, 9 | 19 | 39) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
     if let Some(f) = fault {
         seen.faults.fetch_add(1, Ordering::SeqCst);
         match f {
@@ -135,6 +144,8 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
             }
             "500" => send(&mut stream, "500 Internal Server Error", "", r#"{"error":{"message":"boom"}}"#),
             "malformed" => send(&mut stream, "200 OK", "", r#"{"choices": [{"message": {"content": "#),
+            // Longer than the client waits; the reply never comes.
+            "timeout" => std::thread::sleep(std::time::Duration::from_secs(3)),
             _ => {
                 // Promise more than is sent, then hang up.
                 let _ = stream.write_all(
@@ -149,7 +160,12 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
     if schema.is_object() {
         seen.with_schema.fetch_add(1, Ordering::SeqCst);
     }
-    let content = reply_for(schema);
+    let content = if behaviour == Behaviour::Faulty && n % 100 == 17 {
+        seen.violations.fetch_add(1, Ordering::SeqCst);
+        json!({"verdict": "maybe"}).to_string()
+    } else {
+        reply_for(schema)
+    };
     let body = json!({
         "id": format!("chatcmpl-{n}"),
         "object": "chat.completion",
@@ -193,6 +209,12 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_key() {
     let p = Project::build();
+    // Short enough that the schedule's timeouts cost seconds, not minutes.
+    p.edit(
+        SPEC,
+        r#"model = env("CURATE_MODEL_NAME", "curate")"#,
+        "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  timeout = 2s",
+    );
     let server = ChatServer::start("fake-curate", Behaviour::Faulty);
     let env = [
         ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
@@ -202,10 +224,15 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
     let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
     let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
+    let mut failed_items = 0;
     for a in report["accounting"].as_array().expect("accounting") {
         let n = |k: &str| a[k].as_u64().expect("count");
         assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
+        failed_items += n("failed");
     }
+    // The schema violation is the one item lost to the faults, and it is accounted as failed.
+    assert_eq!(server.seen.violations.load(Ordering::SeqCst), 1);
+    assert_eq!(failed_items, 1, "{}", report["accounting"]);
     let stages = report["stages"].as_array().expect("stages");
     let curate = stages.iter().find(|s| s["stage"] == "curate").expect("curate stage");
     assert!(curate["calls_made"].as_u64().unwrap_or(0) > 0, "{curate}");
