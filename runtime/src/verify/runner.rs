@@ -68,26 +68,10 @@ impl Runner {
         memory_mb: u64,
         scratch: &Path,
     ) -> Result<Runner, RunError> {
-        // The interpreter's own view: a shim (pyenv) resolves to the real binary, and its prefixes
-        // are what the sandbox must show it.
-        let out = std::process::Command::new(python)
-            .args(["-I", "-c", "import sys; print(sys.executable); print(sys.prefix); print(sys.base_prefix)"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| RunError::Interpreter(python.to_path_buf(), e.to_string()))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        let [exe, prefix, base] = lines[..] else {
-            return Err(RunError::Interpreter(
-                python.to_path_buf(),
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        };
-        let mut binds: Vec<PathBuf> = vec![PathBuf::from(prefix), PathBuf::from(base)];
-        binds.sort();
-        binds.dedup();
-        let exe = PathBuf::from(exe);
-        let sandbox = Sandbox::detect(&exe, binds, Limits::new(timeout, memory_mb));
+        let limits = Limits::new(timeout, memory_mb);
+        let probed = probe_cached(python, env_root, limits, memory_mb)?;
+        let sandbox = Sandbox::from_probe(probed.bwrap, probed.binds, limits);
+        let exe = probed.exe;
         remove_stale(scratch, timeout);
         Ok(Runner { python: exe, env_root: env_root.to_path_buf(), timeout, scratch: scratch.to_path_buf(), sandbox })
     }
@@ -280,6 +264,91 @@ fn cpu_exhausted(status: std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     const SIGXCPU: i32 = 24;
     status.signal() == Some(SIGXCPU) || status.code() == Some(128 + SIGXCPU)
+}
+
+/// What starting the interpreter and bubblewrap found, kept in the environment's directory:
+/// probing costs two process starts (0.1–0.2 s), which a no-op rebuild should not pay. The key
+/// is what the answer depends on; any change to it probes again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ProbeKey {
+    version: u32,
+    python: PathBuf,
+    python_stamp: Option<(u64, i64, i64)>,
+    bwrap: Option<(PathBuf, Option<(u64, i64, i64)>)>,
+    euid: u32,
+    memory_mb: u64,
+    /// The kernel settings that decide whether bubblewrap can make its namespaces.
+    userns: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Probed {
+    key: ProbeKey,
+    exe: PathBuf,
+    binds: Vec<PathBuf>,
+    bwrap: Result<PathBuf, String>,
+}
+
+const PROBE_FILE: &str = ".sdc-sandbox-probe.json";
+
+fn stamp(path: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+fn probe_cached(python: &Path, env_root: &Path, limits: Limits, memory_mb: u64) -> Result<Probed, RunError> {
+    let key = ProbeKey {
+        version: 1,
+        python: python.to_path_buf(),
+        python_stamp: stamp(python),
+        bwrap: super::sandbox::find_in_path("bwrap").map(|b| {
+            let s = stamp(&b);
+            (b, s)
+        }),
+        euid: rustix::process::geteuid().as_raw(),
+        memory_mb,
+        userns: ["/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone"]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default().trim().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let file = env_root.join(PROBE_FILE);
+    if let Some(p) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Probed>(&b).ok())
+        && p.key == key
+    {
+        return Ok(p);
+    }
+    // The interpreter's own view: a shim (pyenv) resolves to the real binary, and its prefixes
+    // are what the sandbox must show it.
+    let out = std::process::Command::new(python)
+        .args(["-I", "-c", "import sys; print(sys.executable); print(sys.prefix); print(sys.base_prefix)"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| RunError::Interpreter(python.to_path_buf(), e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let [exe, prefix, base] = lines[..] else {
+        return Err(RunError::Interpreter(
+            python.to_path_buf(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    };
+    let mut binds: Vec<PathBuf> = vec![PathBuf::from(prefix), PathBuf::from(base)];
+    binds.sort();
+    binds.dedup();
+    let exe = PathBuf::from(exe);
+    let bwrap = Sandbox::probe(&exe, &binds, limits);
+    let probed = Probed { key, exe, binds, bwrap };
+    // A cache: a failed write only means the next build probes again.
+    if let Ok(bytes) = serde_json::to_vec(&probed) {
+        let tmp = env_root.join(format!("{PROBE_FILE}.{}", std::process::id()));
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
+    Ok(probed)
 }
 
 fn describe_status(status: std::process::ExitStatus) -> String {

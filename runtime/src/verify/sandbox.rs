@@ -92,29 +92,41 @@ const SYSTEM: &[&str] = &["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/l
 impl Sandbox {
     /// bubblewrap if it is installed and works here with `python`, else the rlimits fallback.
     pub fn detect(python: &Path, binds: Vec<PathBuf>, limits: Limits) -> Sandbox {
+        let probed = Sandbox::probe(python, &binds, limits);
+        Sandbox::from_probe(probed, binds, limits)
+    }
+
+    /// Whether bubblewrap works here with `python`: its path, or why not.
+    pub fn probe(python: &Path, binds: &[PathBuf], limits: Limits) -> Result<PathBuf, String> {
         let drop_uid = rustix::process::geteuid().is_root();
-        let sandbox = Sandbox { kind: Kind::Rlimits(String::new()), limits, drop_uid, binds };
-        let why = match find_in_path("bwrap") {
-            None => "bubblewrap (`bwrap`) is not installed".to_string(),
-            Some(bwrap) => {
-                // A real start with the real layout: a kernel without user namespaces or a
-                // distribution that forbids them shows here, not in the first verdict.
-                let mut probe = std::process::Command::new(&bwrap);
-                probe.args(sandbox.bwrap_args(Path::new("/nonexistent"), &[])).arg(python).args(["-I", "-c", "pass"]);
-                match probe.stdin(std::process::Stdio::null()).output() {
-                    Ok(out) if out.status.success() => return Sandbox { kind: Kind::Bwrap(bwrap), ..sandbox },
-                    Ok(out) => {
-                        format!(
-                            "`{}` does not work here: {}",
-                            bwrap.display(),
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        )
-                    }
-                    Err(e) => format!("cannot run `{}`: {e}", bwrap.display()),
-                }
-            }
+        let sandbox = Sandbox { kind: Kind::Rlimits(String::new()), limits, drop_uid, binds: binds.to_vec() };
+        let Some(bwrap) = find_in_path("bwrap") else {
+            return Err("bubblewrap (`bwrap`) is not installed".to_string());
         };
-        Sandbox::fallback(why, sandbox.binds, limits)
+        // A real start with the real layout: a kernel without user namespaces or a distribution
+        // that forbids them shows here, not in the first verdict.
+        let mut probe = std::process::Command::new(&bwrap);
+        probe.args(sandbox.bwrap_args(Path::new("/nonexistent"), &[])).arg(python).args(["-I", "-c", "pass"]);
+        match probe.stdin(std::process::Stdio::null()).output() {
+            Ok(out) if out.status.success() => Ok(bwrap),
+            Ok(out) => Err(format!(
+                "`{}` does not work here: {}",
+                bwrap.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run `{}`: {e}", bwrap.display())),
+        }
+    }
+
+    /// The sandbox a [`Sandbox::probe`] result gives.
+    pub fn from_probe(probed: Result<PathBuf, String>, binds: Vec<PathBuf>, limits: Limits) -> Sandbox {
+        match probed {
+            Ok(bwrap) => {
+                let drop_uid = rustix::process::geteuid().is_root();
+                Sandbox { kind: Kind::Bwrap(bwrap), limits, drop_uid, binds }
+            }
+            Err(why) => Sandbox::fallback(why, binds, limits),
+        }
     }
 
     /// The rlimits fallback. Without bubblewrap to re-expose it, an interpreter other users cannot
@@ -287,7 +299,7 @@ fn others_can_read(dir: &Path) -> bool {
     mode(dir) & 0o005 == 0o005 && dir.ancestors().skip(1).all(|a| mode(a) & 0o001 != 0)
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
