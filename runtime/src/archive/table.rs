@@ -385,7 +385,11 @@ mod tests {
         let mut sorted = rows.clone();
         sorted.sort();
         assert_eq!(back, sorted);
-        assert!(matches!(read_rejected(&write_samples(&[], "x.parquet").unwrap()), Err(ArchiveError::Column { .. })));
+        let samples = write_samples(&[row("a", None)], "x.parquet").unwrap();
+        assert!(
+            matches!(read_rejected(&samples), Err(ArchiveError::Column { .. })),
+            "a samples file is not rejected rows"
+        );
     }
 
     #[test]
