@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Project, Run};
+use crate::support::{Project, Run, assert_books_close};
 
 const SPEC: &str = "specs/build.sds";
 const ARCHIVE: &str = "dist/states-1.0.0.tar.zst";
@@ -32,19 +32,6 @@ fn stage<'r>(report: &'r Value, name: &str) -> &'r Value {
 
 fn total(report: &Value, field: &str) -> u64 {
     report[field].as_u64().unwrap_or(u64::MAX)
-}
-
-/// Every planned item ends accepted, rejected or failed, and the report says so.
-fn assert_books_close(report: &Value) {
-    for a in report["accounting"].as_array().expect("accounting") {
-        let n = |k: &str| a[k].as_u64().expect("count");
-        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
-    }
-    for s in report["stages"].as_array().expect("stages") {
-        let n = |k: &str| s[k].as_u64().expect("count");
-        assert_eq!(n("items_in"), n("items_out") + n("rejected") + n("failed"), "{s}");
-    }
-    assert_eq!(report["package"]["split"]["leakage"], 0);
 }
 
 #[test]

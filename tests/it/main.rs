@@ -8,6 +8,8 @@ mod cli;
 mod diagnostics;
 /// Ingest of the project's own corpus and the shared Qiskit docs.
 mod ingest;
+/// `sdc build` through llama.cpp's server and a tiny model (ignored; `scripts/llama-test`).
+mod llama;
 /// `sdc build` against a faulty OpenAI-compatible server on 127.0.0.1.
 mod online;
 /// The verification sandbox against hostile programs (needs bubblewrap).

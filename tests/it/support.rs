@@ -94,6 +94,20 @@ pub fn shared_env_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdc-envs")
 }
 
+/// Every planned item ends accepted, rejected or failed, every stage passes on what it does not
+/// reject or fail, and no split shares a group with another: the report says so.
+pub fn assert_books_close(report: &serde_json::Value) {
+    for a in report["accounting"].as_array().expect("accounting") {
+        let n = |k: &str| a[k].as_u64().expect("count");
+        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
+    }
+    for s in report["stages"].as_array().expect("stages") {
+        let n = |k: &str| s[k].as_u64().expect("count");
+        assert_eq!(n("items_in"), n("items_out") + n("rejected") + n("failed"), "{s}");
+    }
+    assert_eq!(report["package"]["split"]["leakage"], 0);
+}
+
 pub fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/project")
 }

@@ -38,7 +38,7 @@ pub use card::CardInfo;
 pub use error::{ArchiveError, UnsafeReason};
 pub use manifest::{FORMAT, MANIFEST_PATH, Manifest, ManifestEntry};
 pub use rows::{ImageCell, RejectedRow, SampleRow, Split};
-pub use table::read_samples;
+pub use table::{read_rejected, read_samples};
 pub use tarball::{Limits, MAX_PATH_BYTES};
 pub use unpack::{read_archive, unpack_archive};
 pub use verify::{Problem, VerifyReport, verify_archive};

@@ -65,17 +65,7 @@ pub(crate) fn write_rejected(rows: &[RejectedRow]) -> Result<Vec<u8>, ArchiveErr
 /// Reads a samples file back (rows in file order). Refuses a file whose columns are missing, of
 /// another type, or null where sdc never writes null.
 pub fn read_samples(parquet_bytes: &[u8]) -> Result<Vec<SampleRow>, ArchiveError> {
-    let data = Bytes::copy_from_slice(parquet_bytes);
-    // The parquet decoder is not hardened against hostile input and has panicked on fuzzed
-    // files; a panic here must become an error about the file, not abort the caller.
-    let batches = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<RecordBatch>, String> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())?;
-        let reader = reader.build().map_err(|e| e.to_string())?;
-        reader.map(|b| b.map_err(|e| e.to_string())).collect()
-    }))
-    .map_err(|_| ArchiveError::Decode("the parquet decoder panicked".to_string()))?
-    .map_err(ArchiveError::Decode)?;
-
+    let batches = decode(parquet_bytes)?;
     let mut rows = Vec::new();
     for batch in &batches {
         let text = |name: &'static str| string_column(batch, name);
@@ -99,6 +89,49 @@ pub fn read_samples(parquet_bytes: &[u8]) -> Result<Vec<SampleRow>, ArchiveError
         }
     }
     Ok(rows)
+}
+
+/// Reads `rejected.parquet` back (rows in file order, which is sorted). Refuses a file whose
+/// columns are missing, of another type, or null where sdc never writes null.
+pub fn read_rejected(parquet_bytes: &[u8]) -> Result<Vec<RejectedRow>, ArchiveError> {
+    let mut rows = Vec::new();
+    for batch in &decode(parquet_bytes)? {
+        let text = |name: &'static str| string_column(batch, name);
+        let (id, kind, stage, outcome) = (text("id")?, text("kind")?, text("stage")?, text("outcome")?);
+        let (reason, source, duplicate_of) = (text("reason")?, text("source")?, text("duplicate_of")?);
+        let attempts = column::<UInt32Array>(batch, "attempts", "uint32")?;
+        for i in 0..batch.num_rows() {
+            let get = |col: &(&'static str, &StringArray)| required(col, i);
+            if attempts.is_null(i) {
+                return Err(ArchiveError::Column { column: "attempts".into(), message: format!("row {i} is null") });
+            }
+            rows.push(RejectedRow {
+                kind: get(&kind)?,
+                id: get(&id)?,
+                stage: get(&stage)?,
+                outcome: get(&outcome)?,
+                reason: get(&reason)?,
+                attempts: attempts.value(i),
+                source: get(&source)?,
+                duplicate_of: (!duplicate_of.1.is_null(i)).then(|| duplicate_of.1.value(i).to_string()),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Every record batch of a parquet file.
+fn decode(parquet_bytes: &[u8]) -> Result<Vec<RecordBatch>, ArchiveError> {
+    let data = Bytes::copy_from_slice(parquet_bytes);
+    // The parquet decoder is not hardened against hostile input and has panicked on fuzzed
+    // files; a panic here must become an error about the file, not abort the caller.
+    catch_unwind(AssertUnwindSafe(|| -> Result<Vec<RecordBatch>, String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())?;
+        let reader = reader.build().map_err(|e| e.to_string())?;
+        reader.map(|b| b.map_err(|e| e.to_string())).collect()
+    }))
+    .map_err(|_| ArchiveError::Decode("the parquet decoder panicked".to_string()))?
+    .map_err(ArchiveError::Decode)
 }
 
 /// The Arrow schema (with its metadata) of a parquet file, from the file's last bytes only: a
@@ -329,6 +362,34 @@ mod tests {
             image: image.map(|b| ImageCell { bytes: b.to_vec(), path: format!("images/{id}.png") }),
             source: "doc.ipynb".to_string(),
         }
+    }
+
+    #[test]
+    fn rejected_rows_round_trip_sorted() {
+        let entry = |kind: &str, id: &str, outcome: &str, duplicate_of: Option<&str>| RejectedRow {
+            kind: kind.into(),
+            id: id.into(),
+            stage: "answer".into(),
+            outcome: outcome.into(),
+            reason: format!("reason {id}"),
+            attempts: 3,
+            source: "doc.ipynb".into(),
+            duplicate_of: duplicate_of.map(str::to_string),
+        };
+        let rows = vec![
+            entry("task", "b", "failed", None),
+            entry("sample", "c", "rejected", Some("a")),
+            entry("task", "a", "rejected", None),
+        ];
+        let back = read_rejected(&write_rejected(&rows).unwrap()).unwrap();
+        let mut sorted = rows.clone();
+        sorted.sort();
+        assert_eq!(back, sorted);
+        let samples = write_samples(&[row("a", None)], "x.parquet").unwrap();
+        assert!(
+            matches!(read_rejected(&samples), Err(ArchiveError::Column { .. })),
+            "a samples file is not rejected rows"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! timeouts, refused or reset connections, truncated or malformed bodies. 400/401/403/404/422 and
 //! other client errors fail at once with the server's own message. A `Retry-After` in seconds is
 //! honoured (capped); otherwise the wait is exponential with jitter derived from the request key
-//! and the attempt, so it needs no random source and never affects what is built.
+//! and the attempt, so it needs no random source and never affects what is built. A server
+//! whose error names `response_format` (llama-cpp-python's accepts only `json_object` with a
+//! `schema`) is asked once more, at once, with the same schema in that form.
 //!
 //! The API key goes only into the `Authorization` header; it is never part of an error message,
 //! a trace or anything written (errors name the endpoint as `host:port`).
@@ -171,10 +173,12 @@ impl Client {
         throttle: &Throttle,
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
-        let body = body(request, image).map_err(|message| CallFailure::before_sending(String::new(), message))?;
+        let mut body = body(request, image).map_err(|message| CallFailure::before_sending(String::new(), message))?;
         let key = request.key();
         let mut attempt = 0u32;
         let estimate = request.estimated_tokens();
+        // The refused first form is an attempt, but not one of the retries.
+        let mut fell_back = false;
         loop {
             attempt += 1;
             let permit = throttle.acquire(estimate).await;
@@ -186,13 +190,24 @@ impl Client {
             let endpoint = endpoint_of(&connection.base_url);
             let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
             let outcome = self.once(&url, connection, &body).await;
-            router.done(
-                k,
-                !matches!(
+            // A server that refuses the `json_schema` form names `response_format` in its error
+            // (llama-cpp-python 0.3 answers 500); it is asked once more, at once, in the
+            // `json_object` form with the same schema, which such servers enforce.
+            let fallback = match &outcome {
+                Attempt::Final(message, _) | Attempt::Transient { message, .. }
+                    if message.contains("response_format") =>
+                {
+                    json_object_form(&body)
+                }
+                _ => None,
+            };
+            // Refusing a form is an answer, not a sign the endpoint is unwell.
+            let healthy = fallback.is_some()
+                || !matches!(
                     &outcome,
                     Attempt::Transient { status: None, .. } | Attempt::Transient { status: Some(500..=599), .. }
-                ),
-            );
+                );
+            router.done(k, healthy);
             match &outcome {
                 Attempt::Done(r) => {
                     throttle.settle(permit.estimated_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
@@ -203,6 +218,11 @@ impl Client {
             }
             // The slot is free again before any backoff sleep.
             drop(permit);
+            if let Some(fallback) = fallback {
+                body = fallback;
+                fell_back = true;
+                continue;
+            }
             match outcome {
                 Attempt::Done(response) => return Ok(Completed { response, attempts: attempt, endpoint }),
                 Attempt::Final(message, status) => {
@@ -210,7 +230,7 @@ impl Client {
                     return Err(CallFailure { endpoint, message, attempts: attempt, transient: false, status });
                 }
                 Attempt::Transient { message, retry_after, status } => {
-                    if attempt > policy.retries {
+                    if attempt > policy.retries + u32::from(fell_back) {
                         return Err(CallFailure { endpoint, message, attempts: attempt, transient: true, status });
                     }
                     let wait = retry_after.unwrap_or_else(|| backoff(policy, &key, attempt));
@@ -262,7 +282,8 @@ impl Client {
     }
 }
 
-/// The chat-completions body for a request, exactly as sent (and as a batch export writes it).
+/// The chat-completions body for a request, exactly as sent (and as a batch export writes it);
+/// only a server that refuses its `response_format` gets [`json_object_form`] instead.
 pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync)) -> Result<Value, String> {
     let mut messages = Vec::with_capacity(request.messages.len());
     for m in &request.messages {
@@ -315,6 +336,19 @@ pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sy
         });
     }
     Ok(body)
+}
+
+/// The body with its `json_schema` response format rewritten as `{"type": "json_object",
+/// "schema": …}`, the form llama-cpp-python's server accepts; `None` if it has no `json_schema`.
+fn json_object_form(body: &Value) -> Option<Value> {
+    let format = body.get("response_format")?;
+    if format.get("type").and_then(Value::as_str) != Some("json_schema") {
+        return None;
+    }
+    let schema = format.get("json_schema")?.get("schema")?.clone();
+    let mut body = body.clone();
+    body["response_format"] = json!({"type": "json_object", "schema": schema});
+    Some(body)
 }
 
 /// Reads a chat-completions reply.
@@ -509,6 +543,18 @@ mod tests {
         assert_eq!(b["seed"], 7);
         assert_eq!(b["response_format"]["json_schema"]["name"], "decision");
         assert!(body(&request(), &|_| None).unwrap_err().contains("not in the store"));
+    }
+
+    #[test]
+    fn the_json_object_fallback_keeps_the_schema_and_applies_once() {
+        let b = body(&request(), &|_| Some(vec![1])).unwrap();
+        let f = json_object_form(&b).expect("a json_schema body has a fallback");
+        assert_eq!(f["response_format"], json!({"type": "json_object", "schema": {"type": "object"}}));
+        assert_eq!(f["messages"], b["messages"]);
+        assert_eq!(json_object_form(&f), None, "the fallback is tried once, not again");
+        let mut plain = b.clone();
+        plain.as_object_mut().unwrap().remove("response_format");
+        assert_eq!(json_object_form(&plain), None);
     }
 
     #[test]

@@ -269,12 +269,15 @@ fn cpu_exhausted(status: std::process::ExitStatus) -> bool {
 /// What starting the interpreter and bubblewrap found, kept in the environment's directory:
 /// probing costs two process starts (0.1–0.2 s), which a no-op rebuild should not pay. The key
 /// is what the answer depends on; any change to it probes again.
+/// A file's size and modification time (seconds, nanoseconds).
+type Stamp = (u64, i64, i64);
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct ProbeKey {
     version: u32,
     python: PathBuf,
-    python_stamp: Option<(u64, i64, i64)>,
-    bwrap: Option<(PathBuf, Option<(u64, i64, i64)>)>,
+    python_stamp: Option<Stamp>,
+    bwrap: Option<(PathBuf, Option<Stamp>)>,
     euid: u32,
     memory_mb: u64,
     /// The kernel settings that decide whether bubblewrap can make its namespaces.
@@ -291,7 +294,7 @@ struct Probed {
 
 const PROBE_FILE: &str = ".sdc-sandbox-probe.json";
 
-fn stamp(path: &Path) -> Option<(u64, i64, i64)> {
+fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.mtime(), m.mtime_nsec()))
