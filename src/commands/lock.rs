@@ -137,23 +137,39 @@ pub fn fresh_lock(
         out.error(format!("cannot lock `{}`", loaded.source.path().display()));
         Failed
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        out.error(format!("cannot start the async runtime: {e}"));
-        Failed
-    })?;
-    let models = runtime.block_on(resolve_models(spec, &env, previous, options)).map_err(report)?;
+    // Starting the interpreter (through a pyenv shim, ~30 processes) is most of a no-op
+    // rebuild's lock check: it runs while the models are resolved.
+    let python = std::thread::scope(|scope| {
+        let python = spec.verify.as_ref().map(|v| scope.spawn(|| sdc_runtime::python::probe(v)));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+            out.error(format!("cannot start the async runtime: {e}"));
+            Failed
+        });
+        let models = runtime.map(|r| r.block_on(resolve_models(spec, &env, previous, options)));
+        let python = python.map(|h| h.join().unwrap_or_else(|_| Err(python_panicked(spec))));
+        (models, python)
+    });
+    let (models, python) = python;
+    let models = models?.map_err(report)?;
     for (alias, m) in &models {
         if let Some(reason) = &m.offline_reason {
             out.status(format!("note: model `{alias}` uses the builtin offline generator ({reason})"));
         }
         out.detail(format!("model `{alias}` → {}", m.resolved));
     }
-    let python_version = match &spec.verify {
-        Some(v) => Some(sdc_runtime::python::probe(v).map_err(|d| report(vec![d]))?),
+    let python_version = match python {
+        Some(probed) => Some(probed.map_err(|d| report(vec![d]))?),
         None => None,
     };
     let res = Resolutions { models, python_version };
     lock::build(spec, &loaded.file_name(), &loaded.canonical(), &res).map_err(report)
+}
+
+/// The probe thread cannot panic on input (it only runs a process), but if it did the lock
+/// must fail with a diagnostic, not abort.
+fn python_panicked(spec: &sdc_compiler::spec::Spec) -> Diagnostic {
+    let span = spec.verify.as_ref().map(|v| v.python_span).unwrap_or_default();
+    Diagnostic::error(sdc_compiler::diagnostic::Code::PathNotFound, span, "probing the verification python failed")
 }
 
 fn read_lock(out: &Output, loaded: &Loaded) -> Result<Option<Lockfile>, Failed> {
