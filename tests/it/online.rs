@@ -122,7 +122,7 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
         seen.unauthorised.fetch_add(1, Ordering::SeqCst);
     }
     // The fault schedule, per 100 calls: 10 × 429, 5 × 500, 3 malformed bodies, 2 cut short,
-    // 2 timeouts (the test sets the model's timeout to 2 s) and 3 slow but good replies; and once
+    // 2 timeouts (the test sets the model's timeout to 4 s) and 3 slow but good replies; and once
     // per build, a reply that breaks its schema (below).
     let fault = match n % 100 {
         _ if behaviour != Behaviour::Faulty => None,
@@ -145,7 +145,7 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
             "500" => send(&mut stream, "500 Internal Server Error", "", r#"{"error":{"message":"boom"}}"#),
             "malformed" => send(&mut stream, "200 OK", "", r#"{"choices": [{"message": {"content": "#),
             // Longer than the client waits; the reply never comes.
-            "timeout" => std::thread::sleep(std::time::Duration::from_secs(3)),
+            "timeout" => std::thread::sleep(std::time::Duration::from_secs(6)),
             _ => {
                 // Promise more than is sent, then hang up.
                 let _ = stream.write_all(
@@ -215,11 +215,12 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_key() {
     let p = Project::build();
-    // Short enough that the schedule's timeouts cost seconds, not minutes.
+    // Short enough that the schedule's timeouts cost seconds, not minutes, and long enough
+    // that no good reply on a busy machine times out (which the counts below would notice).
     p.edit(
         SPEC,
         r#"model = env("CURATE_MODEL_NAME", "curate")"#,
-        "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  timeout = 2s",
+        "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  timeout = 4s",
     );
     let server = ChatServer::start("fake-curate", Behaviour::Faulty);
     let env = [
