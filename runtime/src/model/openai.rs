@@ -45,6 +45,9 @@ impl std::fmt::Debug for Connection {
 pub struct Router {
     connections: Vec<Connection>,
     state: std::sync::Mutex<Vec<RouteState>>,
+    /// Set once a server refused the `json_schema` form: later calls start in the `json_object`
+    /// form instead of paying a refusal each.
+    json_object: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -57,7 +60,7 @@ struct RouteState {
 impl Router {
     pub fn new(connections: Vec<Connection>) -> Router {
         let state = std::sync::Mutex::new(vec![RouteState::default(); connections.len()]);
-        Router { connections, state }
+        Router { connections, state, json_object: std::sync::atomic::AtomicBool::new(false) }
     }
 
     pub fn len(&self) -> usize {
@@ -174,6 +177,11 @@ impl Client {
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
         let mut body = body(request, image).map_err(|message| CallFailure::before_sending(String::new(), message))?;
+        if router.json_object.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(form) = json_object_form(&body)
+        {
+            body = form;
+        }
         let key = request.key();
         let mut attempt = 0u32;
         let estimate = request.estimated_tokens();
@@ -221,6 +229,7 @@ impl Client {
             if let Some(fallback) = fallback {
                 body = fallback;
                 fell_back = true;
+                router.json_object.store(true, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             match outcome {
@@ -449,6 +458,11 @@ mod tests {
 
     /// A local server answering every chat completion with a fixed reply; counts what it served.
     async fn live_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        server(false).await
+    }
+
+    /// `refuse_json_schema`: answer a `json_schema` response format with llama-cpp-python's 500.
+    async fn server(refuse_json_schema: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
@@ -481,9 +495,20 @@ mod tests {
                             }
                         }
                     }
-                    let reply = r#"{"id":"r","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"{}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+                    let refused = refuse_json_schema && String::from_utf8_lossy(&seen).contains("\"json_schema\"");
+                    let (status, reply) = if refused {
+                        (
+                            "500 Internal Server Error",
+                            r#"{"error":{"message":"response_format: Input should be 'text' or 'json_object'"}}"#,
+                        )
+                    } else {
+                        (
+                            "200 OK",
+                            r#"{"id":"r","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"{}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+                        )
+                    };
                     let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         reply.len()
                     );
                     let _ = stream.write_all(head.as_bytes()).await;
@@ -493,6 +518,28 @@ mod tests {
             }
         });
         (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_refused_json_schema_form_is_remembered_after_the_first_call() {
+        let (url, hits) = server(true).await;
+        let router = Router::new(vec![Connection { base_url: url, api_key: None }]);
+        let policy = Policy {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            retries: 2,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        };
+        let client = Client::new(&policy).expect("client");
+        let throttle = Throttle::new(4, None, None);
+        let req = request();
+        let image = |_: &str| Some(vec![1]);
+        let first = client.complete(&router, &req, &policy, &throttle, &image).await;
+        assert_eq!(first.expect("the fallback form is accepted").attempts, 2, "refused, then json_object");
+        let second = client.complete(&router, &req, &policy, &throttle, &image).await;
+        assert_eq!(second.expect("second call").attempts, 1, "starts in the json_object form");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
