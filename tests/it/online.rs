@@ -185,6 +185,17 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
 
 /// A reply that satisfies the schema: `pass` for decisions, the first allowed value of other
 /// enums, a sentence for free text.
+/// Checks that every kind's books close and returns how many items failed in all.
+fn failed_items(report: &Value) -> u64 {
+    let mut failed = 0;
+    for a in report["accounting"].as_array().expect("accounting") {
+        let n = |k: &str| a[k].as_u64().expect("count");
+        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
+        failed += n("failed");
+    }
+    failed
+}
+
 fn reply_for(schema: &Value) -> String {
     let mut out = serde_json::Map::new();
     if let Some(props) = schema["properties"].as_object() {
@@ -231,12 +242,7 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
     let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
     let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
-    let mut failed_items = 0;
-    for a in report["accounting"].as_array().expect("accounting") {
-        let n = |k: &str| a[k].as_u64().expect("count");
-        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
-        failed_items += n("failed");
-    }
+    let failed_items = failed_items(&report);
     // The schema violation is the one item lost to the faults, and it is accounted as failed.
     assert_eq!(server.seen.violations.load(Ordering::SeqCst), 1);
     assert_eq!(failed_items, 1, "{}", report["accounting"]);
@@ -334,11 +340,7 @@ fn a_build_completes_when_one_of_two_servers_dies_midway() {
     let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
     let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
-    for a in report["accounting"].as_array().expect("accounting") {
-        let n = |k: &str| a[k].as_u64().expect("count");
-        assert_eq!(n("planned"), n("accepted") + n("rejected") + n("failed"), "{a}");
-        assert_eq!(n("failed"), 0, "no item failed because a server died: {a}");
-    }
+    assert_eq!(failed_items(&report), 0, "no item failed because a server died: {}", report["accounting"]);
     let stages = report["stages"].as_array().expect("stages");
     let made: u64 = ["image_filter", "chunk_filter", "curate", "classify"]
         .iter()

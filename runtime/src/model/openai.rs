@@ -456,6 +456,17 @@ mod tests {
         }
     }
 
+    /// Short backoffs, so retry tests take milliseconds.
+    fn quick_policy(retries: u32) -> Policy {
+        Policy {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            retries,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        }
+    }
+
     /// A local server answering every chat completion with a fixed reply; counts what it served.
     async fn live_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         server(false).await
@@ -524,13 +535,7 @@ mod tests {
     async fn a_refused_json_schema_form_is_remembered_after_the_first_call() {
         let (url, hits) = server(true).await;
         let router = Router::new(vec![Connection { base_url: url, api_key: None }]);
-        let policy = Policy {
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(2),
-            retries: 2,
-            base_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-        };
+        let policy = quick_policy(2);
         let client = Client::new(&policy).expect("client");
         let throttle = Throttle::new(4, None, None);
         let req = request();
@@ -555,13 +560,7 @@ mod tests {
             Connection { base_url: dead, api_key: None },
             Connection { base_url: live, api_key: None },
         ]);
-        let policy = Policy {
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(2),
-            retries: 3,
-            base_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-        };
+        let policy = quick_policy(3);
         let client = Client::new(&policy).expect("client");
         let throttle = Throttle::new(4, None, None);
         let mut attempts = 0;
