@@ -295,6 +295,7 @@ impl Cx {
         let mut base_urls = Vec::new();
         let mut api_key = None;
         let mut offline_fallback = false;
+        let mut structured_output = StructuredOutput::JsonSchema;
         let model;
         match provider {
             Provider::Openai => {
@@ -322,9 +323,17 @@ impl Cx {
                 model = f.required(self, "model", "\"gpt-4o\"").and_then(|v| self.setting(v, "model"));
                 offline_fallback =
                     f.get("offline_fallback").and_then(|v| self.boolean(v, "offline_fallback")).unwrap_or(false);
+                if let Some(v) = f.get("structured_output") {
+                    structured_output =
+                        match self.symbol(v, "structured_output", &["json_schema", "json_object", "prompt"]) {
+                            Some("json_object") => StructuredOutput::JsonObject,
+                            Some("prompt") => StructuredOutput::Prompt,
+                            _ => StructuredOutput::JsonSchema,
+                        };
+                }
             }
             Provider::Builtin => {
-                for key in ["base_url", "api_key", "offline_fallback"] {
+                for key in ["base_url", "api_key", "offline_fallback", "structured_output"] {
                     if let Some(v) = f.get(key) {
                         self.error(
                             Diagnostic::error(
@@ -367,6 +376,7 @@ impl Cx {
             api_key,
             model: model?,
             offline_fallback,
+            structured_output,
             sampling: Sampling { temperature: temperature?, top_p, max_tokens: max_tokens? },
             limits: Limits {
                 max_in_flight: max_in_flight?,

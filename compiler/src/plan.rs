@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::lock::Lockfile;
 use crate::sources::{Census, DocKind};
-use crate::spec::{Spec, StageKind, TaskType};
+use crate::spec::{Spec, StageKind, StructuredOutput, TaskType};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
@@ -63,6 +63,10 @@ pub struct PlanModel {
     pub temperature: f64,
     pub top_p: Option<f64>,
     pub max_tokens: u64,
+    /// Skipped when it is the default, so that plans (and their digests in existing locks) made
+    /// before the setting existed stay the same.
+    #[serde(skip_serializing_if = "StructuredOutput::is_default")]
+    pub structured_output: StructuredOutput,
     pub max_in_flight: u64,
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
@@ -210,6 +214,7 @@ impl Plan {
                     temperature: m.sampling.temperature,
                     top_p: m.sampling.top_p,
                     max_tokens: m.sampling.max_tokens,
+                    structured_output: m.structured_output,
                     max_in_flight: m.limits.max_in_flight,
                     requests_per_minute: m.limits.requests_per_minute,
                     tokens_per_minute: m.limits.tokens_per_minute,

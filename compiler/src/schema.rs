@@ -43,6 +43,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "api_key",
     "model",
     "offline_fallback",
+    "structured_output",
     "temperature",
     "top_p",
     "max_tokens",

@@ -131,9 +131,35 @@ pub struct Model {
     pub model: Setting,
     /// Use the builtin generator when the endpoint's env var is unset.
     pub offline_fallback: bool,
+    /// How a stage's reply schema reaches the server.
+    pub structured_output: StructuredOutput,
     pub sampling: Sampling,
     pub limits: Limits,
     pub price: Price,
+}
+
+/// How a server is asked for a reply that follows a JSON schema. Servers differ: OpenAI and vLLM
+/// enforce `json_schema`, llama.cpp's server takes a schema only in the `json_object` form, and
+/// some servers (or models behind proxies) ignore `response_format` altogether, for which the
+/// schema is stated in the system message instead. Whatever the form, the reply is validated
+/// against the schema; a reply that does not validate is a typed failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// `response_format: {"type": "json_schema", …}` (a server that refuses it naming
+    /// `response_format` is asked once more in the `json_object` form).
+    #[default]
+    JsonSchema,
+    /// `response_format: {"type": "json_object", "schema": …}`.
+    JsonObject,
+    /// No `response_format`; the schema is appended to the system message.
+    Prompt,
+}
+
+impl StructuredOutput {
+    pub fn is_default(&self) -> bool {
+        *self == StructuredOutput::JsonSchema
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

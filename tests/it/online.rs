@@ -2,7 +2,8 @@
 //! the tests, answering every chat completion from the request's own `response_format` schema
 //! and injecting faults on a fixed schedule (429 with Retry-After, 500, malformed JSON, a body
 //! cut short). The build must complete with every item accounted for, the faults retried, and
-//! the API key in no file sdc writes.
+//! the API key in no file sdc writes. Other behaviours: a rejected key, a server that dies
+//! midway beside a healthy one, and a server that ignores `response_format`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,6 +25,8 @@ struct Seen {
     faults: AtomicUsize,
     unauthorised: AtomicUsize,
     with_schema: AtomicUsize,
+    /// Requests carrying any `response_format`.
+    with_format: AtomicUsize,
     /// Replies whose content breaks the schema (not retried: the item fails, typed).
     violations: AtomicUsize,
     violated: std::sync::atomic::AtomicBool,
@@ -46,6 +49,10 @@ enum Behaviour {
     /// Healthy for this many chat completions, then gone: the listener closes, so connections
     /// are refused (the one that found it dying is reset).
     DiesAfter(usize),
+    /// Ignores `response_format`, as some servers do: it answers with JSON (in a ```json
+    /// fence, as chat models like to) only when the system message states the schema, and with
+    /// prose otherwise.
+    IgnoresFormat,
 }
 
 impl ChatServer {
@@ -156,9 +163,24 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
         return;
     }
     let request: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    if request.get("response_format").is_some() {
+        seen.with_format.fetch_add(1, Ordering::SeqCst);
+    }
     let schema = &request["response_format"]["json_schema"]["schema"];
     if schema.is_object() {
         seen.with_schema.fetch_add(1, Ordering::SeqCst);
+    }
+    if behaviour == Behaviour::IgnoresFormat {
+        let stated = request["messages"][0]["content"]
+            .as_str()
+            .and_then(|system| system.split_once("JSON schema:\n"))
+            .and_then(|(_, schema)| serde_json::from_str::<Value>(schema).ok());
+        let content = match stated {
+            Some(schema) => format!("```json\n{}\n```", reply_for(&schema)),
+            None => "Sure! I would say this one passes.".to_string(),
+        };
+        send(&mut stream, "200 OK", "", &completion(n, model, &content).to_string());
+        return;
     }
     // The first pass/reject decision (image filter, chunk filter or curate: stages whose
     // failures drop the item) gets a reply that breaks its schema. Which call that is depends on
@@ -172,15 +194,18 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
     } else {
         reply_for(schema)
     };
-    let body = json!({
+    send(&mut stream, "200 OK", "", &completion(n, model, &content).to_string());
+}
+
+fn completion(n: usize, model: &str, content: &str) -> Value {
+    json!({
         "id": format!("chatcmpl-{n}"),
         "object": "chat.completion",
         "model": format!("{model}-0001"),
         "system_fingerprint": "fp_test",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-    });
-    send(&mut stream, "200 OK", "", &body.to_string());
+    })
 }
 
 /// A reply that satisfies the schema: `pass` for decisions, the first allowed value of other
@@ -352,4 +377,29 @@ fn a_build_completes_when_one_of_two_servers_dies_midway() {
     assert_eq!(died_after, 10, "both servers shared the load until one died");
     assert!(made > 30, "the build went on well past the death: {made} calls");
     assert_eq!(survivor + died_after, made, "every call was answered once, by one of the two");
+}
+
+#[test]
+fn a_server_that_ignores_response_format_is_served_the_schema_in_the_prompt_when_the_spec_says_so() {
+    let p = Project::build();
+    p.edit(
+        SPEC,
+        r#"model = env("CURATE_MODEL_NAME", "curate")"#,
+        "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  structured_output = prompt",
+    );
+    let server = ChatServer::start("fake-curate", Behaviour::IgnoresFormat);
+    let env = [
+        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", CANARY),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
+    assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
+    let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
+    assert_eq!(failed_items(&report), 0, "every fenced JSON reply validated: {}", report["accounting"]);
+    let chats = server.seen.chats.load(Ordering::SeqCst);
+    assert!(chats > 30, "the curate model's four stages went to the server: {chats} calls");
+    assert_eq!(server.seen.with_format.load(Ordering::SeqCst), 0, "no request carried response_format");
+    let samples = report["package"]["samples"].as_u64().unwrap_or(0);
+    assert!(samples > 0, "items passed the server's decisions: {}", report["package"]);
 }

@@ -209,6 +209,7 @@ impl Caller<'_> {
             max_tokens: conv.stage.max_tokens,
             seed: derive_seed(conv.stage.seed, &format!("{}/{step}/{}", conv.label, conv.steps)),
             response_schema: Some(schema.to_response_schema()),
+            structured_output: model.structured_output,
             builtin: builtin.then(|| BuiltinCall {
                 stage: stage_name.to_string(),
                 step: step.to_string(),

@@ -14,6 +14,7 @@ pub mod json;
 pub mod openai;
 pub mod throttle;
 
+pub use sdc_compiler::spec::StructuredOutput;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -79,6 +80,10 @@ pub struct ChatRequest {
     pub seed: u64,
     /// The JSON schema the reply must satisfy, with its name.
     pub response_schema: Option<ResponseSchema>,
+    /// How the schema is put to the server. Part of the key only when it is not the default, so
+    /// the keys of requests recorded before the setting existed are unchanged.
+    #[serde(default, skip_serializing_if = "StructuredOutput::is_default")]
+    pub structured_output: StructuredOutput,
     pub builtin: Option<BuiltinCall>,
 }
 
@@ -209,6 +214,7 @@ mod tests {
             max_tokens: 100,
             seed: 7,
             response_schema: None,
+            structured_output: StructuredOutput::default(),
             builtin: Some(BuiltinCall {
                 stage: "classify".into(),
                 step: "user".into(),
@@ -240,6 +246,9 @@ mod tests {
             revision: 1,
         });
         assert_eq!(r.key(), k, "map order is not identity");
+        let mut r = request();
+        r.structured_output = StructuredOutput::Prompt;
+        assert_ne!(r.key(), k, "a schema stated in the prompt is another request");
         insta::assert_snapshot!(json::canonical(&base.to_value()), @r#"{"builtin":{"inputs":{"a":[2],"b":1},"revision":1,"stage":"classify","step":"user"},"max_tokens":100,"messages":[{"content":[{"text":"sys","type":"text"}],"role":"system"},{"content":[{"text":"hi","type":"text"},{"sha256":"ab","type":"image"}],"role":"user"}],"model":"builtin/rules@0.1.0","response_schema":null,"seed":7,"temperature":0.2,"top_p":null}"#);
     }
 }

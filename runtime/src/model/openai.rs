@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::throttle::Throttle;
-use super::{ChatRequest, ChatResponse, Part, Role, Usage};
+use super::{ChatRequest, ChatResponse, Part, Role, StructuredOutput, Usage};
 
 /// Where a model is served, with its key; resolved from the spec's environment by the CLI.
 #[derive(Clone)]
@@ -328,6 +328,11 @@ pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sy
         };
         messages.push(json!({"role": role, "content": content}));
     }
+    if let Some(schema) = &request.response_schema
+        && request.structured_output == StructuredOutput::Prompt
+    {
+        state_schema(&mut messages, &schema.schema);
+    }
     let mut body = json!({
         "model": request.model,
         "messages": messages,
@@ -339,12 +344,43 @@ pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sy
         body["top_p"] = json!(top_p);
     }
     if let Some(schema) = &request.response_schema {
-        body["response_format"] = json!({
-            "type": "json_schema",
-            "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
-        });
+        match request.structured_output {
+            StructuredOutput::JsonSchema => {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
+                });
+            }
+            StructuredOutput::JsonObject => {
+                body["response_format"] = json!({"type": "json_object", "schema": schema.schema});
+            }
+            // Stated in the messages above.
+            StructuredOutput::Prompt => {}
+        }
     }
     Ok(body)
+}
+
+/// For servers that ignore `response_format`: the schema is stated at the end of the system
+/// message (a system message is added first if there is none; many chat templates take only
+/// one). The reply is still validated against it.
+fn state_schema(messages: &mut Vec<Value>, schema: &Value) {
+    let instruction = format!(
+        "Reply with one JSON object and nothing else. It must validate against this JSON schema:\n{}",
+        crate::model::json::canonical(schema)
+    );
+    match messages.first_mut() {
+        Some(first) if first["role"] == "system" && first["content"].is_string() => {
+            let text = first["content"].as_str().unwrap_or_default();
+            first["content"] = json!(format!("{text}\n\n{instruction}"));
+        }
+        Some(first) if first["role"] == "system" => {
+            if let Some(parts) = first["content"].as_array_mut() {
+                parts.push(json!({"type": "text", "text": instruction}));
+            }
+        }
+        _ => messages.insert(0, json!({"role": "system", "content": instruction})),
+    }
 }
 
 /// The body with its `json_schema` response format rewritten as `{"type": "json_object",
@@ -452,6 +488,7 @@ mod tests {
             max_tokens: 10,
             seed: 7,
             response_schema: Some(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) }),
+            structured_output: StructuredOutput::default(),
             builtin: None,
         }
     }
@@ -589,6 +626,30 @@ mod tests {
         assert_eq!(b["seed"], 7);
         assert_eq!(b["response_format"]["json_schema"]["name"], "decision");
         assert!(body(&request(), &|_| None).unwrap_err().contains("not in the store"));
+    }
+
+    #[test]
+    fn each_declared_form_puts_the_schema_where_it_says() {
+        let image = |_: &str| Some(vec![1]);
+        let mut r = request();
+        r.structured_output = StructuredOutput::JsonObject;
+        let b = body(&r, &image).unwrap();
+        assert_eq!(b["response_format"], json!({"type": "json_object", "schema": {"type": "object"}}));
+        assert_eq!(json_object_form(&b), None, "no fallback from a declared form");
+
+        r.structured_output = StructuredOutput::Prompt;
+        let b = body(&r, &image).unwrap();
+        assert!(b.get("response_format").is_none(), "{b}");
+        assert_eq!(
+            b["messages"][0]["content"],
+            "be brief\n\nReply with one JSON object and nothing else. It must validate against this JSON schema:\n{\"type\":\"object\"}"
+        );
+        assert_eq!(b["messages"].as_array().map(Vec::len), Some(2), "no message added");
+
+        r.messages.remove(0);
+        let b = body(&r, &image).unwrap();
+        assert_eq!(b["messages"][0]["role"], "system", "a system message is added when there is none");
+        assert!(b["messages"][0]["content"].as_str().is_some_and(|t| t.starts_with("Reply with one JSON object")));
     }
 
     #[test]
