@@ -285,7 +285,8 @@ fn setting_span(setting: &Setting, model: &Model) -> sdc_compiler::Span {
     }
 }
 
-/// rustls needs a process-wide crypto provider; we use ring (no C toolchain beyond cc).
-pub(crate) fn ensure_crypto_provider() {
+/// rustls needs a process-wide crypto provider; we use ring (no C toolchain beyond cc). Public
+/// for the calls benchmark's bare client, which must build its reqwest client the same way.
+pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

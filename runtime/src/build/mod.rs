@@ -258,7 +258,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     let progress = Progress::new(opts.progress);
 
     // Ingest, spilling chunks a batch of files at a time.
-    let t = Instant::now();
+    let t = Clock::start();
     let sources = SourceInput::from_plan(plan, &opts.spec_dir);
     let categories: Vec<CategoryInfo> =
         plan.categories.iter().map(|(n, d)| CategoryInfo { name: n.clone(), description: d.clone() }).collect();
@@ -284,7 +284,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         s.items_in = plan.sources.iter().map(|s| s.files.len() as u64).sum();
         s.items_out = ingested.documents.len() as u64;
         s.rejected = ingested.skipped.len() as u64;
-        s.wall_ms = t.elapsed().as_millis() as u64;
+        (s.wall_ms, s.cpu_ms) = t.elapsed_ms();
     }
     progress.note(format!(
         "ingested {} documents: {} images, {} chunks ({} skipped, {} unresolved image references)",
@@ -358,7 +358,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     // Images and chunks. Their calls go to the ledger as they finish; nothing after these
     // stages reads their traces or decisions, so they are not kept.
     let mut ledger = ledger::Ledger::new(plan);
-    let t = Instant::now();
+    let t = Clock::start();
     progress.start("transcribe", ingested.images.len() as u64);
     progress.start("image_filter", ingested.images.len() as u64);
     let mut images: BTreeMap<String, ImageOutcome> = BTreeMap::new();
@@ -376,7 +376,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     add_wall(&books, &["transcribe", "image_filter"], t);
     let doc_paths: BTreeMap<&str, String> =
         ingested.documents.iter().map(|d| (d.id.as_str(), format!("{}/{}", d.source, d.path))).collect();
-    let t = Instant::now();
+    let t = Clock::start();
     progress.start("chunk_filter", corpus.metas.len() as u64);
     let mut chunks: BTreeMap<String, ChunkOutcome> = BTreeMap::new();
     let mut finished = futures::stream::iter(corpus.metas.iter())
@@ -407,7 +407,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         .filter(|c| chunks.get(&c.id).is_some_and(|o| o.fate.is_accepted()))
         .map(|c| allocation_input(c, &images, &usable))
         .collect();
-    let t = Instant::now();
+    let t = Clock::start();
     let allocated = allocation::allocate(&candidates, &plan.allocation, plan.allocation.seed);
     {
         // Allocation creates the task items: each planned task enters the task stages.
@@ -415,11 +415,11 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         let s = b.stage("allocation");
         s.items_in = allocated.tasks.len() as u64;
         s.items_out = allocated.tasks.len() as u64;
-        s.wall_ms = t.elapsed().as_millis() as u64;
+        (s.wall_ms, s.cpu_ms) = t.elapsed_ms();
     }
 
     // Tasks.
-    let t = Instant::now();
+    let t = Clock::start();
     let chunk_by_id: BTreeMap<&str, &corpus::ChunkMeta> = corpus.metas.iter().map(|c| (c.id.as_str(), c)).collect();
     // Allocation only picks among the chunks it was given, so every task finds its chunk.
     let planned: Vec<(&allocation::Task, &corpus::ChunkMeta)> =
@@ -475,11 +475,37 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn add_wall(books: &Mutex<Books>, stages: &[&str], since: Instant) {
-    let ms = since.elapsed().as_millis() as u64;
+/// Wall and CPU time of a phase. CPU is the sdc process's own (all its threads), which is what
+/// a stage costs the machine running the build; verification's Python runs are not in it.
+#[derive(Clone, Copy)]
+struct Clock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock { wall: Instant::now(), cpu: process_cpu() }
+    }
+
+    fn elapsed_ms(&self) -> (u64, u64) {
+        (self.wall.elapsed().as_millis() as u64, process_cpu().saturating_sub(self.cpu).as_millis() as u64)
+    }
+}
+
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// Adds a phase's times to each of its stages (the task stages share one phase).
+fn add_wall(books: &Mutex<Books>, stages: &[&str], since: Clock) {
+    let (wall, cpu) = since.elapsed_ms();
     let mut b = lock(books);
     for s in stages {
-        b.stage(s).wall_ms += ms;
+        let stage = b.stage(s);
+        stage.wall_ms += wall;
+        stage.cpu_ms += cpu;
     }
 }
 

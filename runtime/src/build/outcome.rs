@@ -50,6 +50,9 @@ pub struct StageStats {
     pub completion_tokens: u64,
     pub cost: f64,
     pub wall_ms: u64,
+    /// CPU time of sdc itself during the stage's phase (shared by the stages of one phase).
+    #[serde(default)]
+    pub cpu_ms: u64,
 }
 
 /// Per-stage statistics in pipeline order, keyed by stage name.
