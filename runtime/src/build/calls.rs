@@ -121,10 +121,11 @@ impl Online {
     async fn call(
         &self,
         request: &ChatRequest,
+        key: &[u8; 32],
         store: &crate::store::Store,
     ) -> Result<openai::Completed, openai::CallFailure> {
         let image = |id: &str| store.get_object(id).ok().flatten();
-        self.client.complete(&self.router, request, &self.policy, &self.throttle, &image).await
+        self.client.complete(&self.router, request, key, &self.policy, &self.throttle, &image).await
     }
 }
 
@@ -217,7 +218,7 @@ impl Caller<'_> {
                 revision: model::builtin::REVISION,
             }),
         };
-        let key = request.key();
+        let (canonical, key) = request.canonical_and_key();
         let stored = lock(&self.responses).get(&key)?;
         let (stored, served) = match stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok()) {
             Some(s) => (s, true),
@@ -236,7 +237,7 @@ impl Caller<'_> {
                             model.alias, model.resolved
                         ))
                     })?;
-                    match online.call(&request, self.store).await {
+                    match online.call(&request, &key, self.store).await {
                         Ok(done) => (done.response, done.attempts, done.endpoint),
                         Err(failure) => {
                             let mut books = lock(self.books);
@@ -264,10 +265,7 @@ impl Caller<'_> {
                 // What was sent to a server, for audit and batch export. A builtin request is
                 // a function of the plan and the inputs, and storing it cost 6 KB a call.
                 if !builtin {
-                    lock(&self.requests).put(
-                        key,
-                        model::json::canonical(&serde_json::to_value(&request).unwrap_or(Value::Null)).as_bytes(),
-                    )?;
+                    lock(&self.requests).put(key, canonical.as_bytes())?;
                 }
                 lock(&self.responses).put(key, &bytes)?;
                 (stored, false)

@@ -113,13 +113,100 @@ impl ChatRequest {
 
     /// The request's identity: sha256 of its canonical JSON.
     pub fn key(&self) -> [u8; 32] {
-        Sha256::digest(json::canonical(&self.to_value()).as_bytes()).into()
+        self.canonical_and_key().1
+    }
+
+    /// The canonical JSON (what the `requests` journal records) and its sha256, made once.
+    pub fn canonical_and_key(&self) -> (String, [u8; 32]) {
+        let mut out = Vec::with_capacity(self.text_chars() + 512);
+        self.write_canonical(&mut out);
+        let key = Sha256::digest(&out).into();
+        // Only JSON punctuation and serde_json's escaped strings were written: valid UTF-8.
+        (String::from_utf8(out).unwrap_or_default(), key)
+    }
+
+    /// `json::canonical(&serde_json::to_value(self))`, written field by field: every call's
+    /// key goes through this, and building a `Value` copy of a request first cost more than the
+    /// rest of keying it. The keys are in byte order; `canonical_form_is_the_generic_one` checks
+    /// the two forms agree.
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        use json::{scalar, write};
+        out.extend_from_slice(b"{\"builtin\":");
+        match &self.builtin {
+            None => out.extend_from_slice(b"null"),
+            Some(b) => {
+                out.extend_from_slice(b"{\"inputs\":");
+                write(&b.inputs, out);
+                out.extend_from_slice(b",\"revision\":");
+                scalar(&b.revision, out);
+                out.extend_from_slice(b",\"stage\":");
+                scalar(&b.stage, out);
+                out.extend_from_slice(b",\"step\":");
+                scalar(&b.step, out);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"max_tokens\":");
+        scalar(&self.max_tokens, out);
+        out.extend_from_slice(b",\"messages\":[");
+        for (i, m) in self.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"content\":[");
+            for (j, p) in m.content.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                match p {
+                    Part::Text { text } => {
+                        out.extend_from_slice(b"{\"text\":");
+                        scalar(text, out);
+                        out.extend_from_slice(b",\"type\":\"text\"}");
+                    }
+                    Part::Image { sha256 } => {
+                        out.extend_from_slice(b"{\"sha256\":");
+                        scalar(sha256, out);
+                        out.extend_from_slice(b",\"type\":\"image\"}");
+                    }
+                }
+            }
+            out.extend_from_slice(b"],\"role\":");
+            scalar(&m.role, out);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"model\":");
+        scalar(&self.model, out);
+        out.extend_from_slice(b",\"response_schema\":");
+        match &self.response_schema {
+            None => out.extend_from_slice(b"null"),
+            Some(r) => {
+                out.extend_from_slice(b"{\"name\":");
+                scalar(&r.name, out);
+                out.extend_from_slice(b",\"schema\":");
+                write(&r.schema, out);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"seed\":");
+        scalar(&self.seed, out);
+        if !self.structured_output.is_default() {
+            out.extend_from_slice(b",\"structured_output\":");
+            scalar(&self.structured_output, out);
+        }
+        out.extend_from_slice(b",\"temperature\":");
+        scalar(&self.temperature, out);
+        out.extend_from_slice(b",\"top_p\":");
+        scalar(&self.top_p, out);
+        out.push(b'}');
     }
 
     pub fn key_hex(&self) -> String {
         hex::encode(self.key())
     }
 
+    /// The generic form `write_canonical` must agree with.
+    #[cfg(test)]
     fn to_value(&self) -> Value {
         // Plain data with string keys: serialising cannot fail.
         serde_json::to_value(self).unwrap_or(Value::Null)
@@ -225,6 +312,26 @@ mod tests {
     }
 
     #[test]
+    fn canonical_form_is_the_generic_one() {
+        let generic = |r: &ChatRequest| json::canonical(&r.to_value());
+        let mut r = request();
+        assert_eq!(r.canonical_and_key().0, generic(&r));
+        r.builtin = None;
+        r.top_p = Some(0.95);
+        r.temperature = 1e-7;
+        r.messages.push(Message::text(Role::Assistant, "\"quoted\" \u{1} é \u{2028} ```json\n{}```"));
+        r.response_schema = Some(ResponseSchema {
+            name: "decision".into(),
+            schema: serde_json::json!({"z": [1, {"b": null, "a": true}]}),
+        });
+        assert_eq!(r.canonical_and_key().0, generic(&r));
+        r.structured_output = StructuredOutput::Prompt;
+        r.temperature = f64::NAN;
+        assert_eq!(r.canonical_and_key().0, generic(&r));
+        assert_eq!(r.canonical_and_key().1, <[u8; 32]>::from(Sha256::digest(generic(&r).as_bytes())));
+    }
+
+    #[test]
     fn the_key_covers_every_field_and_nothing_else() {
         let base = request();
         let k = base.key();
@@ -249,6 +356,6 @@ mod tests {
         let mut r = request();
         r.structured_output = StructuredOutput::Prompt;
         assert_ne!(r.key(), k, "a schema stated in the prompt is another request");
-        insta::assert_snapshot!(json::canonical(&base.to_value()), @r#"{"builtin":{"inputs":{"a":[2],"b":1},"revision":1,"stage":"classify","step":"user"},"max_tokens":100,"messages":[{"content":[{"text":"sys","type":"text"}],"role":"system"},{"content":[{"text":"hi","type":"text"},{"sha256":"ab","type":"image"}],"role":"user"}],"model":"builtin/rules@0.1.0","response_schema":null,"seed":7,"temperature":0.2,"top_p":null}"#);
+        insta::assert_snapshot!(base.canonical_and_key().0, @r#"{"builtin":{"inputs":{"a":[2],"b":1},"revision":1,"stage":"classify","step":"user"},"max_tokens":100,"messages":[{"content":[{"text":"sys","type":"text"}],"role":"system"},{"content":[{"text":"hi","type":"text"},{"sha256":"ab","type":"image"}],"role":"user"}],"model":"builtin/rules@0.1.0","response_schema":null,"seed":7,"temperature":0.2,"top_p":null}"#);
     }
 }

@@ -172,6 +172,7 @@ impl Client {
         &self,
         router: &Router,
         request: &ChatRequest,
+        key: &[u8; 32],
         policy: &Policy,
         throttle: &Throttle,
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
@@ -182,7 +183,6 @@ impl Client {
         {
             body = form;
         }
-        let key = request.key();
         let mut attempt = 0u32;
         let estimate = request.estimated_tokens();
         // The refused first form is an attempt, but not one of the retries.
@@ -242,7 +242,7 @@ impl Client {
                     if attempt > policy.retries + u32::from(fell_back) {
                         return Err(CallFailure { endpoint, message, attempts: attempt, transient: true, status });
                     }
-                    let wait = retry_after.unwrap_or_else(|| backoff(policy, &key, attempt));
+                    let wait = retry_after.unwrap_or_else(|| backoff(policy, key, attempt));
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -577,9 +577,9 @@ mod tests {
         let throttle = Throttle::new(4, None, None);
         let req = request();
         let image = |_: &str| Some(vec![1]);
-        let first = client.complete(&router, &req, &policy, &throttle, &image).await;
+        let first = client.complete(&router, &req, &req.key(), &policy, &throttle, &image).await;
         assert_eq!(first.expect("the fallback form is accepted").attempts, 2, "refused, then json_object");
-        let second = client.complete(&router, &req, &policy, &throttle, &image).await;
+        let second = client.complete(&router, &req, &req.key(), &policy, &throttle, &image).await;
         assert_eq!(second.expect("second call").attempts, 1, "starts in the json_object form");
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
@@ -602,8 +602,10 @@ mod tests {
         let throttle = Throttle::new(4, None, None);
         let mut attempts = 0;
         for _ in 0..20 {
-            let done =
-                client.complete(&router, &request(), &policy, &throttle, &|_| Some(vec![1])).await.expect("completes");
+            let done = client
+                .complete(&router, &request(), &request().key(), &policy, &throttle, &|_| Some(vec![1]))
+                .await
+                .expect("completes");
             assert!(done.endpoint.starts_with("127.0.0.1:"), "{}", done.endpoint);
             attempts += done.attempts;
         }
