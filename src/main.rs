@@ -113,19 +113,7 @@ enum Command {
         /// The spec to build.
         spec: PathBuf,
         #[command(flatten)]
-        lock: LockMode,
-        /// The store to use instead of the spec's `paths.store` (responses, verdicts, images).
-        #[arg(long, value_name = "DIR")]
-        store: Option<PathBuf>,
-        /// Items in flight at once; the archive never depends on it.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Worker threads for ingest (0 = one per core); the archive never depends on it.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// How the build report is printed.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        run: RunArgs,
     },
     /// Run a stage's model calls on a batch engine (OpenAI Batch API, vLLM run_batch).
     #[command(subcommand)]
@@ -164,18 +152,7 @@ enum BatchCommand {
         #[arg(long, default_value_t = sdc_runtime::batch::DEFAULT_MAX_BYTES)]
         max_bytes: u64,
         #[command(flatten)]
-        lock: LockMode,
-        /// The store to use instead of the spec's `paths.store`.
-        #[arg(long, value_name = "DIR")]
-        store: Option<PathBuf>,
-        /// Items in flight at once; the export never depends on it.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Worker threads for ingest (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        run: RunArgs,
     },
     /// Store a batch engine's results (OpenAI Batch output and error files, vLLM run_batch output).
     #[command(
@@ -200,6 +177,37 @@ fn stage_kind(s: &str) -> Result<sdc_compiler::spec::StageKind, String> {
         let all: Vec<&str> = sdc_compiler::spec::StageKind::ALL.iter().map(|k| k.as_str()).collect();
         format!("no stage `{s}`; stages: {}", all.join(", "))
     })
+}
+
+/// How `sdc build` and `sdc batch export` run the executor; none of it changes what is built.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    lock: LockMode,
+    /// The store to use instead of the spec's `paths.store` (responses, verdicts, images).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Items in flight at once; the archive never depends on it.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Worker threads for ingest (0 = one per core); the archive never depends on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+impl RunArgs {
+    fn options(self) -> commands::build::Options {
+        commands::build::Options {
+            mode: commands::lock::Mode::from_flags(self.lock.locked, self.lock.frozen),
+            store: self.store,
+            concurrency: self.concurrency,
+            threads: self.threads,
+            json: self.format == Format::Json,
+        }
+    }
 }
 
 #[derive(Args, Clone, Copy)]
@@ -232,44 +240,19 @@ fn main() -> ExitCode {
             &spec,
             &commands::inspect::Options { stage, count, id, json: format == Format::Json, threads },
         ),
-        Command::Build { spec, lock, store, concurrency, threads, format } => commands::build::run(
-            &out,
-            &spec,
-            &commands::build::Options {
-                mode: commands::lock::Mode::from_flags(lock.locked, lock.frozen),
-                store,
-                concurrency,
-                threads,
-                json: format == Format::Json,
-            },
-        ),
-        Command::Batch(BatchCommand::Export {
-            spec,
-            stage,
-            out: dir,
-            max_lines,
-            max_bytes,
-            lock,
-            store,
-            concurrency,
-            threads,
-            format,
-        }) => commands::batch::export(
-            &out,
-            &spec,
-            &commands::batch::ExportOptions {
-                build: commands::build::Options {
-                    mode: commands::lock::Mode::from_flags(lock.locked, lock.frozen),
-                    store,
-                    concurrency,
-                    threads,
-                    json: format == Format::Json,
+        Command::Build { spec, run } => commands::build::run(&out, &spec, &run.options()),
+        Command::Batch(BatchCommand::Export { spec, stage, out: dir, max_lines, max_bytes, run }) => {
+            commands::batch::export(
+                &out,
+                &spec,
+                &commands::batch::ExportOptions {
+                    build: run.options(),
+                    stage,
+                    out: dir,
+                    limits: sdc_runtime::batch::Limits { max_lines, max_bytes },
                 },
-                stage,
-                out: dir,
-                limits: sdc_runtime::batch::Limits { max_lines, max_bytes },
-            },
-        ),
+            )
+        }
         Command::Batch(BatchCommand::Import { spec, inputs, store, format }) => commands::batch::import(
             &out,
             &spec,

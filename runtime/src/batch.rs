@@ -15,7 +15,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::build::calls::Pending;
@@ -101,7 +101,16 @@ impl Default for Limits {
 
 /// One request as an OpenAI Batch input line (with its newline).
 pub fn line(p: &Pending) -> String {
-    let mut s = json!({"custom_id": p.custom_id, "method": "POST", "url": URL, "body": p.body}).to_string();
+    /// Fields in the order OpenAI's documentation shows them.
+    #[derive(Serialize)]
+    struct Line<'a> {
+        custom_id: &'a str,
+        method: &'static str,
+        url: &'static str,
+        body: &'a Value,
+    }
+    let line = Line { custom_id: &p.custom_id, method: "POST", url: URL, body: &p.body };
+    let mut s = serde_json::to_string(&line).unwrap_or_default();
     s.push('\n');
     s
 }
@@ -526,6 +535,8 @@ fn key_of(custom_id: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m-1","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"{\"decision\":\"pass\"}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
