@@ -56,7 +56,7 @@ pub fn export(out: &Output, path: &Path, options: &ExportOptions) -> Result<(), 
     let mut waiting: Vec<(&String, &u64)> = collected.missing.iter().collect();
     waiting.sort_by_key(|(name, _)| position(name));
     let export_hint = |s: &str| format!("sdc batch export {} --stage {s} --out DIR", path.display());
-    if let Some((first, n)) = waiting.iter().find(|(name, _)| position(name) < position(stage_name)) {
+    if let Some((first, n)) = waiting.iter().find(|(name, _)| feeds(name, options.stage)) {
         out.error(format!(
             "stage `{stage_name}` is not ready: stage `{first}` comes before it and has {n} call(s) not in the store\n  export that stage first: {}",
             export_hint(first)
@@ -118,6 +118,16 @@ pub fn export(out: &Output, path: &Path, options: &ExportOptions) -> Result<(), 
         next.map_or_else(String::new, |n| format!(", then {n}"))
     ));
     Ok(())
+}
+
+/// Whether stage `earlier`'s answers shape the requests of `stage`: every earlier stage does,
+/// except that the chunk filter reads no image's answer (the two image stages and it all run
+/// before allocation, which reads all three).
+fn feeds(earlier: &str, stage: StageKind) -> bool {
+    let position = |k: StageKind| StageKind::ALL.iter().position(|s| *s == k);
+    let Some(earlier) = StageKind::parse(earlier) else { return false };
+    let image_stage = matches!(earlier, StageKind::Transcribe | StageKind::ImageFilter);
+    position(earlier) < position(stage) && !(stage == StageKind::ChunkFilter && image_stage)
 }
 
 pub struct ImportOptions {
@@ -189,5 +199,21 @@ pub fn import(out: &Output, path: &Path, options: &ImportOptions) -> Result<(), 
             path.display()
         ));
         Err(Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_waits_for_the_stages_whose_answers_shape_its_requests() {
+        assert!(feeds("transcribe", StageKind::ImageFilter));
+        assert!(feeds("chunk_filter", StageKind::Plan));
+        assert!(feeds("curate", StageKind::Classify));
+        assert!(!feeds("curate", StageKind::Curate), "a stage's own later turns do not block it");
+        assert!(!feeds("classify", StageKind::Curate));
+        assert!(!feeds("image_filter", StageKind::ChunkFilter), "chunks read no image answer");
+        assert!(!feeds("transcribe", StageKind::ChunkFilter));
     }
 }
