@@ -113,20 +113,11 @@ enum Command {
         /// The spec to build.
         spec: PathBuf,
         #[command(flatten)]
-        lock: LockMode,
-        /// The store to use instead of the spec's `paths.store` (responses, verdicts, images).
-        #[arg(long, value_name = "DIR")]
-        store: Option<PathBuf>,
-        /// Items in flight at once; the archive never depends on it.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Worker threads for ingest (0 = one per core); the archive never depends on it.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// How the build report is printed.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        run: RunArgs,
     },
+    /// Run a stage's model calls on a batch engine (OpenAI Batch API, vLLM run_batch).
+    #[command(subcommand)]
+    Batch(BatchCommand),
     /// Check a dataset archive: every file's hash against its manifest, and that nothing in it is unsafe to unpack.
     #[command(
         after_help = "Examples:\n  sdc verify dist/quantum-assistant-0.1.0.tar.zst\n  sdc verify dist/quantum-assistant-0.1.0.tar.zst --format json"
@@ -137,6 +128,86 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Write a stage's model requests that are not in the store as OpenAI-Batch JSONL shards.
+    #[command(
+        after_help = "Examples:\n  sdc batch export specs/quantum.sds --stage curate --out batch/curate-1\n  sdc batch export specs/quantum.sds --stage transcribe --out batch/t1 --max-lines 10000 --frozen\n\nStages that depend on earlier stages' answers are exported once those are in the store; the command names the next stage."
+    )]
+    Export {
+        /// The spec whose stage to export.
+        spec: PathBuf,
+        /// The stage whose requests to export.
+        #[arg(long, value_parser = stage_kind)]
+        stage: sdc_compiler::spec::StageKind,
+        /// The directory for the shards and `manifest.json` (new, or an earlier export's).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Requests per shard at most (OpenAI's limit is 50 000).
+        #[arg(long, default_value_t = sdc_runtime::batch::DEFAULT_MAX_LINES)]
+        max_lines: u64,
+        /// Bytes per shard at most (OpenAI's limit is 200 MB).
+        #[arg(long, default_value_t = sdc_runtime::batch::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Store a batch engine's results (OpenAI Batch output and error files, vLLM run_batch output).
+    #[command(
+        after_help = "Examples:\n  sdc batch import specs/quantum.sds batch/curate-1            # results beside the shards\n  sdc batch import specs/quantum.sds batch/curate-1 out.jsonl errors.jsonl\n\nA directory gives its manifest.json and every *.jsonl in it that is not one of its shards; a file is a result file."
+    )]
+    Import {
+        /// The spec whose store receives the results.
+        spec: PathBuf,
+        /// Export directories and result files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The store to use instead of the spec's `paths.store`.
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+fn stage_kind(s: &str) -> Result<sdc_compiler::spec::StageKind, String> {
+    sdc_compiler::spec::StageKind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = sdc_compiler::spec::StageKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("no stage `{s}`; stages: {}", all.join(", "))
+    })
+}
+
+/// How `sdc build` and `sdc batch export` run the executor; none of it changes what is built.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    lock: LockMode,
+    /// The store to use instead of the spec's `paths.store` (responses, verdicts, images).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Items in flight at once; the archive never depends on it.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Worker threads for ingest (0 = one per core); the archive never depends on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+impl RunArgs {
+    fn options(self) -> commands::build::Options {
+        commands::build::Options {
+            mode: commands::lock::Mode::from_flags(self.lock.locked, self.lock.frozen),
+            store: self.store,
+            concurrency: self.concurrency,
+            threads: self.threads,
+            json: self.format == Format::Json,
+        }
+    }
 }
 
 #[derive(Args, Clone, Copy)]
@@ -169,16 +240,23 @@ fn main() -> ExitCode {
             &spec,
             &commands::inspect::Options { stage, count, id, json: format == Format::Json, threads },
         ),
-        Command::Build { spec, lock, store, concurrency, threads, format } => commands::build::run(
+        Command::Build { spec, run } => commands::build::run(&out, &spec, &run.options()),
+        Command::Batch(BatchCommand::Export { spec, stage, out: dir, max_lines, max_bytes, run }) => {
+            commands::batch::export(
+                &out,
+                &spec,
+                &commands::batch::ExportOptions {
+                    build: run.options(),
+                    stage,
+                    out: dir,
+                    limits: sdc_runtime::batch::Limits { max_lines, max_bytes },
+                },
+            )
+        }
+        Command::Batch(BatchCommand::Import { spec, inputs, store, format }) => commands::batch::import(
             &out,
             &spec,
-            &commands::build::Options {
-                mode: commands::lock::Mode::from_flags(lock.locked, lock.frozen),
-                store,
-                concurrency,
-                threads,
-                json: format == Format::Json,
-            },
+            &commands::batch::ImportOptions { store, inputs, json: format == Format::Json },
         ),
         Command::Verify { archive, format } => commands::verify::run(&out, &archive, format == Format::Json),
     };

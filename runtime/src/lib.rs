@@ -8,6 +8,7 @@
 
 pub mod allocation;
 pub mod archive;
+pub mod batch;
 pub mod build;
 pub mod dedup;
 pub mod environment;

@@ -11,7 +11,7 @@ use sdc_runtime::build::{self, BuildOptions, BuildReport, progress};
 use super::Failed;
 use super::lock::{Mode, ensure};
 use crate::output::Output;
-use crate::project;
+use crate::project::{self, Loaded};
 
 pub struct Options {
     pub mode: Mode,
@@ -24,47 +24,12 @@ pub struct Options {
 pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
     let loaded = project::load(out, path)?;
     let lock = ensure(out, &loaded, options.mode)?;
-    let spec = &loaded.spec;
-    let plan = Plan::new(spec, &lock);
-    let lock_text = std::fs::read(loaded.lock_path()).unwrap_or_default();
-    let store_dir = options.store.clone().unwrap_or_else(|| spec.paths.store.resolve(&spec.dir));
-    let envs_dir = std::env::var_os("SDC_ENV_DIR").map_or_else(|| store_dir.join("envs"), PathBuf::from);
-    let mode = if out.is_quiet() || options.json {
-        progress::Mode::Quiet
-    } else if std::io::stderr().is_terminal() && std::env::var_os("SDC_NO_PROGRESS").is_none() {
-        progress::Mode::Bars
-    } else {
-        progress::Mode::Lines
-    };
-    let env = sdc_runtime::Environment::load(std::env::current_dir().as_deref().unwrap_or(Path::new(".")));
-    let online: Vec<&str> = plan.models.iter().filter(|m| m.provider != "builtin").map(|m| m.alias.as_str()).collect();
-    let mut connections = sdc_runtime::provider::connections(spec, &env);
-    connections.retain(|alias, _| online.contains(&alias.as_str()));
-    let opts = BuildOptions {
-        connections,
-        fail_on_drift: matches!(options.mode, Mode::Locked),
-        spec_dir: spec.dir.clone(),
-        prompts_dir: templates::prompts_dir(spec),
-        store_dir,
-        envs_dir,
-        archive: spec.output.archive.resolve(&spec.dir),
-        concurrency: options.concurrency,
-        ingest_threads: options.threads,
-        progress: mode,
-        lock_sha256: sdc_compiler::hash::sha256_hex(&lock_text),
-        reproduce: format!("sdc build {} --frozen", path.display()),
-    };
+    let plan = Plan::new(&loaded.spec, &lock);
+    let opts = build_options(out, &loaded, &plan, path, options);
     for m in plan.models.iter().filter(|m| m.provider == "builtin") {
         out.status(format!("note: model `{}` uses the builtin offline generator {}", m.alias, m.resolved));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            out.error(format!("cannot start the async runtime: {e}"));
-            return Err(Failed);
-        }
-    };
-    match runtime.block_on(build::run(&plan, &opts)) {
+    match runtime(out)?.block_on(build::run(&plan, &opts)) {
         Ok(report) => {
             if options.json {
                 out.data(serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -78,6 +43,53 @@ pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
             Err(Failed)
         }
     }
+}
+
+/// The executor's options for a spec, as `sdc build` and `sdc batch export` run it: the store,
+/// the verification environments, progress, and the online models' connections from the
+/// environment (never written anywhere).
+pub fn build_options(out: &Output, loaded: &Loaded, plan: &Plan, path: &Path, options: &Options) -> BuildOptions {
+    let spec = &loaded.spec;
+    let lock_text = std::fs::read(loaded.lock_path()).unwrap_or_default();
+    let store_dir = store_dir(loaded, options.store.as_deref());
+    let envs_dir = std::env::var_os("SDC_ENV_DIR").map_or_else(|| store_dir.join("envs"), PathBuf::from);
+    let mode = if out.is_quiet() || options.json {
+        progress::Mode::Quiet
+    } else if std::io::stderr().is_terminal() && std::env::var_os("SDC_NO_PROGRESS").is_none() {
+        progress::Mode::Bars
+    } else {
+        progress::Mode::Lines
+    };
+    let env = sdc_runtime::Environment::load(std::env::current_dir().as_deref().unwrap_or(Path::new(".")));
+    let online: Vec<&str> = plan.models.iter().filter(|m| m.provider != "builtin").map(|m| m.alias.as_str()).collect();
+    let mut connections = sdc_runtime::provider::connections(spec, &env);
+    connections.retain(|alias, _| online.contains(&alias.as_str()));
+    BuildOptions {
+        connections,
+        fail_on_drift: matches!(options.mode, Mode::Locked),
+        spec_dir: spec.dir.clone(),
+        prompts_dir: templates::prompts_dir(spec),
+        store_dir,
+        envs_dir,
+        archive: spec.output.archive.resolve(&spec.dir),
+        concurrency: options.concurrency,
+        ingest_threads: options.threads,
+        progress: mode,
+        lock_sha256: sdc_compiler::hash::sha256_hex(&lock_text),
+        reproduce: format!("sdc build {} --frozen", path.display()),
+    }
+}
+
+/// `--store`, or the spec's `paths.store`.
+pub fn store_dir(loaded: &Loaded, store: Option<&Path>) -> PathBuf {
+    store.map_or_else(|| loaded.spec.paths.store.resolve(&loaded.spec.dir), Path::to_path_buf)
+}
+
+pub fn runtime(out: &Output) -> Result<tokio::runtime::Runtime, Failed> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        out.error(format!("cannot start the async runtime: {e}"));
+        Failed
+    })
 }
 
 fn render(r: &BuildReport) -> String {
@@ -110,6 +122,18 @@ fn render(r: &BuildReport) -> String {
     s.push_str(&format!(
         "\nmodel calls: {} made, {} served from the store; {} + {} tokens; cost {:.4}\n",
         r.calls_made, r.calls_served, r.prompt_tokens, r.completion_tokens, r.cost
+    ));
+    if r.batch_calls > 0 {
+        for b in r.billing.iter().filter(|b| b.batch_calls > 0) {
+            s.push_str(&format!(
+                "  {:<17} model {:<10} {:>7} of {:>7} calls by batch engines; billed {:.4} (list {:.4})\n",
+                b.stage, b.model, b.batch_calls, b.calls, b.billed_cost, b.list_cost
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "billed cost {:.4} ({} calls by batch engines, at the batch price); ledger {}\n",
+        r.billed_cost, r.batch_calls, p.ledger_path
     ));
     s.push_str("\naccounting (every planned item ends accepted, rejected or failed):\n");
     for a in &r.accounting {

@@ -1,5 +1,7 @@
 //! End-to-end tests. One binary, one module per topic.
 
+/// `sdc batch export` / `import` through a fake batch runner: byte-identical to an online build.
+mod batch;
 /// `sdc build` on the real binary: byte identity, kill/resume, the response store, accounting.
 mod build;
 /// The real `sdc` binary on the fixture project: check, fmt, lock, plan, build modes.

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 use crate::support::Project;
 
 const SPEC: &str = "specs/build.sds";
-const CANARY: &str = "sk-canary-7f3a9c1e5b2d4086";
+pub(crate) const CANARY: &str = "sk-canary-7f3a9c1e5b2d4086";
 
 /// What the fake server saw.
 #[derive(Default)]
-struct Seen {
-    chats: AtomicUsize,
+pub(crate) struct Seen {
+    pub(crate) chats: AtomicUsize,
     faults: AtomicUsize,
     unauthorised: AtomicUsize,
     with_schema: AtomicUsize,
@@ -32,14 +32,14 @@ struct Seen {
     violated: std::sync::atomic::AtomicBool,
 }
 
-struct ChatServer {
-    base_url: String,
-    seen: Arc<Seen>,
+pub(crate) struct ChatServer {
+    pub(crate) base_url: String,
+    pub(crate) seen: Arc<Seen>,
 }
 
 /// How the server answers chat completions.
 #[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     /// Schema-valid replies, with faults on a fixed schedule.
     Faulty,
     /// 401 for every call, as for a wrong key.
@@ -56,7 +56,7 @@ enum Behaviour {
 }
 
 impl ChatServer {
-    fn start(model: &'static str, behaviour: Behaviour) -> ChatServer {
+    pub(crate) fn start(model: &'static str, behaviour: Behaviour) -> ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
         let seen = Arc::new(Seen::default());
@@ -179,7 +179,7 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
             Some(schema) => format!("```json\n{}\n```", reply_for(&schema)),
             None => "Sure! I would say this one passes.".to_string(),
         };
-        send(&mut stream, "200 OK", "", &completion(n, model, &content).to_string());
+        send(&mut stream, "200 OK", "", &completion(model, &format!("chatcmpl-{n}"), &content).to_string());
         return;
     }
     // The first pass/reject decision (image filter, chunk filter or curate: stages whose
@@ -194,12 +194,14 @@ fn serve(mut stream: TcpStream, model: &str, behaviour: Behaviour, seen: &Seen) 
     } else {
         reply_for(schema)
     };
-    send(&mut stream, "200 OK", "", &completion(n, model, &content).to_string());
+    send(&mut stream, "200 OK", "", &completion(model, &format!("chatcmpl-{n}"), &content).to_string());
 }
 
-fn completion(n: usize, model: &str, content: &str) -> Value {
+/// The chat completion the server sends (and the batch tests' fake runner writes): the model
+/// answers as `{model}-0001` with a fixed fingerprint and usage.
+pub(crate) fn completion(model: &str, id: &str, content: &str) -> Value {
     json!({
-        "id": format!("chatcmpl-{n}"),
+        "id": id,
         "object": "chat.completion",
         "model": format!("{model}-0001"),
         "system_fingerprint": "fp_test",
@@ -208,8 +210,6 @@ fn completion(n: usize, model: &str, content: &str) -> Value {
     })
 }
 
-/// A reply that satisfies the schema: `pass` for decisions, the first allowed value of other
-/// enums, a sentence for free text.
 /// Checks that every kind's books close and returns how many items failed in all.
 fn failed_items(report: &Value) -> u64 {
     let mut failed = 0;
@@ -221,7 +221,9 @@ fn failed_items(report: &Value) -> u64 {
     failed
 }
 
-fn reply_for(schema: &Value) -> String {
+/// A reply that satisfies the schema: `pass` for decisions, the first allowed value of other
+/// enums, a sentence for free text.
+pub(crate) fn reply_for(schema: &Value) -> String {
     let mut out = serde_json::Map::new();
     if let Some(props) = schema["properties"].as_object() {
         for (name, p) in props {
@@ -236,7 +238,7 @@ fn reply_for(schema: &Value) -> String {
     Value::Object(out).to_string()
 }
 
-fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
         if let Ok(bytes) = std::fs::read(entry.path())

@@ -7,7 +7,7 @@
 //! is validated against the step's schema, and the call is counted — made or served — in the
 //! stage's statistics and the item's trace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ pub struct CallTrace {
     /// The server's `system_fingerprint`, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The stored response came from a batch engine (`sdc batch import`): priced at the batch
+    /// price in the ledger file and the report, never in provenance.
+    #[serde(default)]
+    pub batch: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,10 @@ pub enum CallError {
     Reply { model: String, step: String, error: ReplyError },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Export (`sdc batch export`): the call is not in the store and was collected for a batch
+    /// instead of being sent; the item waits there.
+    #[error("stage `{stage}` waits for a batch result")]
+    Pending { stage: String },
 }
 
 impl CallError {
@@ -72,6 +80,80 @@ impl CallError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, CallError::Store(_) | CallError::Refused(_))
     }
+
+    /// The call waits for a batch result: the item stops, neither failed nor kept.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, CallError::Pending { .. })
+    }
+}
+
+/// Export mode: a call of an online model that is not in the store is collected, never sent.
+/// Calls of the chosen stage keep their exact chat-completions body (what the online provider
+/// would POST); calls of other stages are only counted, since that stage must go first.
+pub struct Collector {
+    stage: String,
+    pending: Mutex<BTreeMap<String, Pending>>,
+    missing: Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// One request to run on a batch engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// The request's key (hex): its `custom_id`.
+    pub custom_id: String,
+    /// The model alias.
+    pub model: String,
+    /// The chat-completions body, as [`openai::body`] makes it for the online call.
+    pub body: Value,
+}
+
+/// What an export run found: the chosen stage's pending requests in key order, and for every
+/// other stage how many distinct calls are not in the store.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub stage: String,
+    pub pending: Vec<Pending>,
+    pub missing: BTreeMap<String, u64>,
+}
+
+impl Collector {
+    pub fn new(stage: &str) -> Collector {
+        Collector { stage: stage.to_string(), pending: Mutex::default(), missing: Mutex::default() }
+    }
+
+    /// Whether any call was collected or found missing so far.
+    pub fn any(&self) -> bool {
+        !lock(&self.pending).is_empty() || !lock(&self.missing).is_empty()
+    }
+
+    pub fn take(&self) -> Collected {
+        Collected {
+            stage: self.stage.clone(),
+            pending: std::mem::take(&mut *lock(&self.pending)).into_values().collect(),
+            missing: std::mem::take(&mut *lock(&self.missing))
+                .into_iter()
+                .map(|(stage, keys)| (stage, keys.len() as u64))
+                .collect(),
+        }
+    }
+
+    fn collect(
+        &self,
+        stage: &str,
+        model: &PlanModel,
+        request: &ChatRequest,
+        store: &crate::store::Store,
+    ) -> Result<(), CallError> {
+        let key = request.key_hex();
+        if stage != self.stage {
+            lock(&self.missing).entry(stage.to_string()).or_default().insert(key);
+            return Ok(());
+        }
+        let image = |id: &str| store.get_object(id).ok().flatten();
+        let body = openai::body(request, &image).map_err(CallError::provider)?;
+        lock(&self.pending).insert(key.clone(), Pending { custom_id: key, model: model.alias.clone(), body });
+        Ok(())
+    }
 }
 
 pub struct Caller<'a> {
@@ -85,6 +167,8 @@ pub struct Caller<'a> {
     pub online: BTreeMap<String, Online>,
     /// Normalised image bytes by id (the store's objects), for image parts sent to servers.
     pub store: &'a crate::store::Store,
+    /// Set by `sdc batch export`: online calls missing from the store are collected, not sent.
+    pub collect: Option<Collector>,
 }
 
 /// An OpenAI-compatible model's connections and limits.
@@ -220,7 +304,15 @@ impl Caller<'_> {
         };
         let (canonical, key) = request.canonical_and_key();
         let stored = lock(&self.responses).get(&key)?;
-        let (stored, served) = match stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok()) {
+        let stored = stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok());
+        if stored.is_none()
+            && !builtin
+            && let Some(collector) = &self.collect
+        {
+            collector.collect(stage_name, model, &request, self.store)?;
+            return Err(CallError::Pending { stage: stage_name.to_string() });
+        }
+        let (stored, served) = match stored {
             Some(s) => (s, true),
             None => {
                 let started = Instant::now();
@@ -295,6 +387,7 @@ impl Caller<'_> {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             fingerprint: stored.response.system_fingerprint.clone(),
+            batch: stored.meta.mode == "batch",
         });
         conv.messages.push(Message::text(Role::Assistant, stored.response.content.clone()));
         let fields = schema.parse(&stored.response.content).map_err(|error| CallError::Reply {

@@ -72,6 +72,11 @@ impl Ctx<'_> {
     /// Applies the stage's failure policy to a failed call; `fail` also stops the build.
     pub fn on_failure(&self, kind: StageKind, item: &str, error: &CallError) -> OnFailure {
         let stage = kind.as_str();
+        if error.is_pending() {
+            // Waiting for a batch result (export): the item stops here, whatever the policy,
+            // and nothing is stopped; an export run never packages.
+            return OnFailure::Drop(Fate::Failed { stage: stage.to_string(), error: error.to_string(), attempts: 0 });
+        }
         let policy = self.stage(kind).map_or("drop", |s| s.on_failure.as_str());
         if error.is_fatal() || policy == "fail" {
             self.stop(format!("stage `{stage}` failed on item {}: {error}", short(item)));

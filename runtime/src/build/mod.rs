@@ -251,6 +251,31 @@ const INGEST_BATCH: usize = 256;
 
 /// Runs a build.
 pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    match execute(plan, opts, None).await? {
+        Executed::Built(report) => Ok(*report),
+        Executed::Collected(_) => Err(BuildError::Stopped("a build collected calls instead of making them".into())),
+    }
+}
+
+/// Runs the executor in export mode for `stage` (`sdc batch export`): the same planning and
+/// requests as a build, but a call of an online model that is not in the store is collected
+/// (with its exact body when it belongs to `stage`) instead of being sent; the items waiting on
+/// such calls stop there, and nothing is packaged. Builtin-model stages run as in a build.
+/// When a stage before allocation has calls missing, the run stops after that phase: the
+/// tasks depend on which images and chunks passed.
+pub async fn collect(plan: &Plan, opts: &BuildOptions, stage: StageKind) -> Result<calls::Collected, BuildError> {
+    match execute(plan, opts, Some(stage)).await? {
+        Executed::Collected(c) => Ok(c),
+        Executed::Built(_) => Err(BuildError::Stopped("an export run built an archive".into())),
+    }
+}
+
+enum Executed {
+    Built(Box<BuildReport>),
+    Collected(calls::Collected),
+}
+
+async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
     let started = Instant::now();
     let store = Store::open(&opts.store_dir)?;
     let prompts = Prompts::load(&opts.prompts_dir, plan)?;
@@ -342,6 +367,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         models: &plan.models,
         online,
         store: &store,
+        collect: collect.map(|k| calls::Collector::new(k.as_str())),
     };
     let ctx = Ctx {
         plan,
@@ -397,6 +423,11 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     add_wall(&books, &["chunk_filter"], t);
     if let Some(reason) = lock(&ctx.stop_reason).clone() {
         return Err(BuildError::Stopped(reason));
+    }
+    if let Some(c) = &ctx.caller.collect
+        && c.any()
+    {
+        return Ok(Executed::Collected(c.take()));
     }
 
     // Allocation.
@@ -454,6 +485,9 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
     if let Some(reason) = lock(&ctx.stop_reason).clone() {
         return Err(BuildError::Stopped(reason));
     }
+    if let Some(c) = &ctx.caller.collect {
+        return Ok(Executed::Collected(c.take()));
+    }
     drop(ctx);
     drop(corpus);
 
@@ -467,8 +501,8 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
             return Err(BuildError::Books(problems));
         }
     }
-    let report = report::report(plan, &outcomes, &packaged, &lock(&books), started.elapsed());
-    Ok(report)
+    let report = report::report(plan, &outcomes, &packaged, &ledger, &lock(&books), started.elapsed());
+    Ok(Executed::Built(Box::new(report)))
 }
 
 fn num_cpus() -> usize {

@@ -68,6 +68,8 @@ pub struct Packaged {
     pub failed: u64,
     /// Online models whose replies name another model id than the lock, or several fingerprints.
     pub drift: Vec<String>,
+    /// The ledger file written next to the archive (plane split and billed cost).
+    pub ledger_path: String,
 }
 
 #[derive(Serialize)]
@@ -418,7 +420,14 @@ pub fn package(
         (Some(c), true) => c,
         _ => write_fresh(store, &mut index, &identity, &prepared, &path, books)?,
     };
+    let ledger_path = ledger_path(&path);
+    let ledger_file = LedgerFile::new(plan, opts, &summary.manifest_sha256, ledger);
+    let mut ledger_bytes = serde_json::to_vec_pretty(&ledger_file).unwrap_or_default();
+    ledger_bytes.push(b'\n');
+    crate::store::write_file_atomically(&ledger_path, &ledger_bytes)
+        .map_err(|source| PackageError::Io { path: ledger_path.clone(), source })?;
     Ok(Packaged {
+        ledger_path: ledger_path.display().to_string(),
         archive_path: path.display().to_string(),
         archive_sha256: summary.archive_sha256,
         manifest_sha256: summary.manifest_sha256,
@@ -434,6 +443,71 @@ pub fn package(
         failed,
         drift,
     })
+}
+
+/// `dist/<name>-<version>.ledger.json` beside `dist/<name>-<version>.tar.zst`.
+pub fn ledger_path(archive: &std::path::Path) -> std::path::PathBuf {
+    let name = archive.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let stem = name.strip_suffix(".tar.zst").unwrap_or(&name);
+    archive.with_file_name(format!("{stem}.ledger.json"))
+}
+
+/// The ledger file: how the dataset's calls were executed and what they were billed, next to the
+/// archive and never inside it (the archive cannot depend on the plane that made a call). Its
+/// content is a function of the plan and the store's responses.
+#[derive(Serialize)]
+struct LedgerFile<'a> {
+    format: &'static str,
+    dataset: String,
+    lock_sha256: &'a str,
+    /// The archive these calls made (its identity).
+    manifest_sha256: &'a str,
+    prices: Vec<LedgerPrice<'a>>,
+    stages: Vec<super::ledger::Billing>,
+    calls: u64,
+    batch_calls: u64,
+    list_cost: f64,
+    billed_cost: f64,
+}
+
+#[derive(Serialize)]
+struct LedgerPrice<'a> {
+    model: &'a str,
+    resolved: &'a str,
+    input_per_1k: f64,
+    output_per_1k: f64,
+    batch_input_per_1k: f64,
+    batch_output_per_1k: f64,
+}
+
+impl<'a> LedgerFile<'a> {
+    fn new(plan: &'a Plan, opts: &'a BuildOptions, manifest_sha256: &'a str, ledger: &Ledger<'_>) -> Self {
+        let stages = ledger.billing();
+        LedgerFile {
+            format: "sdc-ledger-1",
+            dataset: format!("{}@{}", plan.dataset.name, plan.dataset.version),
+            lock_sha256: &opts.lock_sha256,
+            manifest_sha256,
+            prices: plan
+                .models
+                .iter()
+                .filter(|m| m.provider != "builtin")
+                .map(|m| LedgerPrice {
+                    model: &m.alias,
+                    resolved: &m.resolved,
+                    input_per_1k: m.price_input_per_1k,
+                    output_per_1k: m.price_output_per_1k,
+                    batch_input_per_1k: m.batch_price_input_per_1k.unwrap_or(m.price_input_per_1k / 2.0),
+                    batch_output_per_1k: m.batch_price_output_per_1k.unwrap_or(m.price_output_per_1k / 2.0),
+                })
+                .collect(),
+            calls: stages.iter().map(|b| b.calls).sum(),
+            batch_calls: stages.iter().map(|b| b.batch_calls).sum(),
+            list_cost: stages.iter().map(|b| b.list_cost).sum(),
+            billed_cost: stages.iter().map(|b| b.billed_cost).sum(),
+            stages,
+        }
+    }
 }
 
 /// A kept task's row, read from the spill file.

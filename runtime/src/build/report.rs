@@ -9,6 +9,7 @@ use sdc_compiler::plan::Plan;
 use serde::Serialize;
 
 use super::Outcomes;
+use super::ledger::{Billing, Ledger};
 use super::outcome::{Books, Fate, StageStats};
 use super::package::Packaged;
 
@@ -33,6 +34,14 @@ pub struct BuildReport {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: f64,
+    /// Per (stage, model): calls made online and by batch engines, and the billed cost (batch
+    /// calls at the batch price); also in the ledger file beside the archive.
+    pub billing: Vec<Billing>,
+    /// Calls of the dataset answered by batch engines.
+    pub batch_calls: u64,
+    /// What the dataset's calls cost: online calls at the online price, batch calls at the batch
+    /// price.
+    pub billed_cost: f64,
     pub documents: u64,
     pub skipped_files: u64,
     pub unresolved_images: u64,
@@ -54,7 +63,15 @@ fn account<'a>(kind: &str, fates: impl Iterator<Item = &'a Fate>) -> Accounting 
     a
 }
 
-pub fn report(plan: &Plan, out: &Outcomes, packaged: &Packaged, books: &Books, wall: Duration) -> BuildReport {
+pub fn report(
+    plan: &Plan,
+    out: &Outcomes,
+    packaged: &Packaged,
+    ledger: &Ledger<'_>,
+    books: &Books,
+    wall: Duration,
+) -> BuildReport {
+    let billing = ledger.billing();
     let stages = books.stats();
     let model_stats = stages.iter().filter(|s| s.stage != "verification");
     let (mut made, mut served, mut pt, mut ct, mut cost) = (0, 0, 0, 0, 0.0);
@@ -88,6 +105,9 @@ pub fn report(plan: &Plan, out: &Outcomes, packaged: &Packaged, books: &Books, w
         prompt_tokens: pt,
         completion_tokens: ct,
         cost,
+        batch_calls: billing.iter().map(|b| b.batch_calls).sum(),
+        billed_cost: billing.iter().map(|b| b.billed_cost).sum(),
+        billing,
         documents: out.ingested.documents.len() as u64,
         skipped_files: out.ingested.skipped.len() as u64,
         unresolved_images: out.ingested.unresolved.len() as u64,

@@ -277,6 +277,17 @@ pub fn cost(model: &sdc_compiler::plan::PlanModel, usage: Usage) -> f64 {
         + usage.completion_tokens as f64 / 1000.0 * model.price_output_per_1k
 }
 
+/// What a batch call cost: the spec's `batch_price_input` / `batch_price_output`, or half the
+/// online price where unset (the OpenAI Batch API's discount); the builtin generator is free.
+pub fn batch_cost(model: &sdc_compiler::plan::PlanModel, usage: Usage) -> f64 {
+    if model.provider == "builtin" {
+        return 0.0;
+    }
+    let input = model.batch_price_input_per_1k.unwrap_or(model.price_input_per_1k / 2.0);
+    let output = model.batch_price_output_per_1k.unwrap_or(model.price_output_per_1k / 2.0);
+    usage.prompt_tokens as f64 / 1000.0 * input + usage.completion_tokens as f64 / 1000.0 * output
+}
+
 /// A rough token count for text when a server reports none: about four characters a token.
 pub fn estimate_tokens(chars: usize) -> u64 {
     (chars as u64).div_ceil(4)

@@ -428,7 +428,7 @@ fn backoff(policy: &Policy, key: &[u8; 32], attempt: u32) -> Duration {
 }
 
 /// The server's error message: OpenAI's `{"error": {"message": …}}`, else the start of the body.
-fn server_message(text: &str) -> String {
+pub fn server_message(text: &str) -> String {
     let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
         v.get("error")
             .and_then(|e| {
