@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod analyze;
 pub mod build;
 pub mod check;
+pub mod export;
 pub mod fmt;
 pub mod inspect;
 pub mod lock;
