@@ -9,8 +9,8 @@ use super::stats::Statistics;
 const STYLE: &str = "body{font-family:'DejaVu Sans',sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}\
 code{font-size:.9em;background:#f4f4f4;padding:0 .25em;word-break:break-all}\
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left}\
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.92em}\
 .note{background:#fff8e1;border-left:4px solid #e69f00;padding:.5em 1em}";
 
@@ -205,7 +205,9 @@ fn table(h: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>
     for row in rows {
         h.push_str("<tr>");
         for c in row {
-            let _ = write!(h, "<td>{}</td>", esc(&c));
+            // Numbers are right-aligned so their digits line up; words stay left.
+            let numeric = !c.is_empty() && c.chars().all(|ch| ch.is_ascii_digit() || ch == ',' || ch == '.');
+            let _ = write!(h, "<td{}>{}</td>", if numeric { " class=\"n\"" } else { "" }, esc(&c));
         }
         h.push_str("</tr>\n");
     }

@@ -147,8 +147,9 @@ impl Bars<'_> {
                 .margin_right(24)
                 .x_label_area_size(52)
                 .y_label_area_size(label_width)
-                // Integer ranges are inclusive in plotters: rows are slots 0..=n-1.
-                .build_cartesian_2d(0u64..end, (0..n.saturating_sub(1)).into_segmented())?;
+                // Integer ranges are inclusive in plotters: rows are slots 0..=n-1 (a single
+                // row keeps an empty slot above it, since a one-value range has no extent).
+                .build_cartesian_2d(0u64..end, (0..if n > 1 { n - 1 } else { 1 }).into_segmented())?;
             let names = &labels;
             chart
                 .configure_mesh()
