@@ -1,10 +1,6 @@
 //! The archive end to end: determinism, the exact layout (snapshots), verification of good and
 //! hostile archives, unpacking, and the real Hugging Face `datasets` loader.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
-
 use proptest::prelude::*;
 use sdc_runtime::archive::{
     ArchiveError, ArchiveInput, ArchiveSpec, ArchiveSummary, CardInfo, ImageCell, Limits, Problem, RejectedRow,
