@@ -128,6 +128,62 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Write a dataset archive in a layout training tools read: Hugging Face, JSONL or chat messages.
+    #[command(
+        after_help = "Formats:\n  hf        the archive's files: `datasets.load_dataset(DIR)` loads its splits with decoded images\n  jsonl     <split>.jsonl, one sample per line; images as files in images/<sha256>.png\n  messages  <split>.jsonl in TRL's conversational format (system, user, assistant; `{\"type\": \"image\"}` parts\n            and an `images` list of paths relative to the file)\n\nExamples:\n  sdc export dist/quantum-assistant-0.1.0.tar.zst --format hf --out export/hf\n  sdc export dist/quantum-assistant-0.1.0.tar.zst --format messages --out export/chat --force\n  sdc export dist/quantum-assistant-0.1.0.tar.zst --format jsonl --out export/jsonl --json"
+    )]
+    Export {
+        /// The `.tar.zst` archive to export; it is verified first.
+        archive: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The directory to write; it must be new or empty unless `--force`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace DIR if it is not empty.
+        #[arg(long)]
+        force: bool,
+        /// The system turn of every conversation (`--format messages`).
+        #[arg(long, value_name = "TEXT", default_value = sdc_runtime::export::DEFAULT_SYSTEM_PROMPT)]
+        system: String,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Analyse a dataset archive: statistics.json, plots (SVG and PNG) and a self-contained report.html.
+    #[command(
+        after_help = "Examples:\n  sdc analyze dist/quantum-assistant-0.1.0.tar.zst --out analysis\n  sdc analyze dist/quantum-assistant-0.1.0.tar.zst --out analysis --force --format json"
+    )]
+    Analyze {
+        /// The `.tar.zst` archive to analyse; it is verified first.
+        archive: PathBuf,
+        /// The directory to write; it must be new or empty unless `--force`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace DIR if it is not empty.
+        #[arg(long)]
+        force: bool,
+        /// How the summary of what was written is printed.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Hf,
+    Jsonl,
+    Messages,
+}
+
+impl From<ExportFormat> for sdc_runtime::export::Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Hf => sdc_runtime::export::Format::Hf,
+            ExportFormat::Jsonl => sdc_runtime::export::Format::Jsonl,
+            ExportFormat::Messages => sdc_runtime::export::Format::Messages,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -259,6 +315,14 @@ fn main() -> ExitCode {
             &commands::batch::ImportOptions { store, inputs, json: format == Format::Json },
         ),
         Command::Verify { archive, format } => commands::verify::run(&out, &archive, format == Format::Json),
+        Command::Export { archive, format, out: dir, force, system, json } => commands::export::run(
+            &out,
+            &archive,
+            &commands::export::Options { format: format.into(), out_dir: &dir, force, system_prompt: &system, json },
+        ),
+        Command::Analyze { archive, out: dir, force, format } => {
+            commands::analyze::run(&out, &archive, &dir, force, format == Format::Json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,16 +1,16 @@
 //! The archive end to end: determinism, the exact layout (snapshots), verification of good and
 //! hostile archives, unpacking, and the real Hugging Face `datasets` loader.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
-
 use proptest::prelude::*;
 use sdc_runtime::archive::{
     ArchiveError, ArchiveInput, ArchiveSpec, ArchiveSummary, CardInfo, ImageCell, Limits, Problem, RejectedRow,
     SampleRow, Split, UnsafeReason, read_archive, read_samples, unpack_archive, verify_archive, write_archive,
 };
 use tar::{EntryType, Header};
+
+/// `hf_python` and `run_hf_script`, shared with the end-to-end tests of `sdc export`.
+#[path = "../../tests/it/support_hf.rs"]
+mod support_hf;
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
@@ -687,10 +687,6 @@ fn unpack_does_not_follow_a_symlinked_target() {
 // ---------------------------------------------------------------------------------------------
 // The real Hugging Face loader
 
-const HF_INSTALL: &str = "python3 -m venv /work/venv-hf && \
-                          /work/venv-hf/bin/pip install datasets==5.2.0 pyarrow==26.0.1 pillow==13.0.0, \
-                          then run the tests with SDC_TEST_PYTHON=/work/venv-hf/bin/python (`bash .ci/run` does both)";
-
 const HF_SCRIPT: &str = r#"
 import glob, json, os, sys
 import pyarrow.parquet as pq
@@ -734,50 +730,9 @@ out["rejected"] = {"rows": rejected.num_rows, "attempts": str(rejected.features[
 print(json.dumps(out, sort_keys=True))
 "#;
 
-/// The Python with Hugging Face `datasets`: `SDC_TEST_PYTHON`, else a venv in the user's cache
-/// (`~/.cache/sdc/venv-hf`, the one `.ci/run` uses), created with pinned packages from PyPI on
-/// first use, so that `cargo test --workspace` alone passes on a fresh machine.
-fn hf_python() -> String {
-    const PACKAGES: [&str; 3] = ["datasets==5.2.0", "pyarrow==26.0.1", "pillow==13.0.0"];
-    let imports = |python: &str| Command::new(python).args(["-c", "import datasets, pyarrow, PIL"]).output();
-    if let Ok(python) = std::env::var("SDC_TEST_PYTHON") {
-        return match imports(&python) {
-            Err(e) => panic!("cannot run `{python}` ({e}); this test needs Hugging Face datasets: {HF_INSTALL}"),
-            Ok(o) if !o.status.success() => panic!(
-                "`{python}` cannot import datasets, pyarrow and PIL ({}); install them: {HF_INSTALL}",
-                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or_default()
-            ),
-            Ok(_) => python,
-        };
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let venv = std::path::PathBuf::from(home).join(".cache/sdc/venv-hf");
-    let python = venv.join("bin/python").display().to_string();
-    if imports(&python).is_ok_and(|o| o.status.success()) {
-        return python;
-    }
-    let run = |program: &str, args: &[&str]| {
-        let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run `{program}`: {e}"));
-        assert!(
-            out.status.success(),
-            "`{program} {}` failed:\n{}{}\n{HF_INSTALL}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let venv_arg = venv.display().to_string();
-    run("python3", &["-m", "venv", &venv_arg]);
-    let pip = venv.join("bin/pip").display().to_string();
-    let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
-    args.extend(PACKAGES);
-    run(&pip, &args);
-    python
-}
-
 #[test]
 fn hugging_face_datasets_loads_the_unpacked_archive() {
-    let python = hf_python();
+    let python = support_hf::hf_python();
     let mut splits = fixture_splits();
     // Two shards in train, to exercise `data/train-*` with several files.
     splits[0].rows.push(sample("s-004", "qa", "noise", Some(png(5, 4))));
@@ -786,7 +741,7 @@ fn hugging_face_datasets_loads_the_unpacked_archive() {
     let root = dir.path().join("dataset");
     assert!(unpack_archive(bytes.as_slice(), &root, &Limits::default()).unwrap().is_ok());
 
-    let out = run_python(&python, dir.path(), &root);
+    let out = support_hf::run_hf_script(&python, dir.path(), HF_SCRIPT, &[root.to_str().expect("utf-8 path")]);
     let expected = serde_json::json!({
         "card_splits": {"train": 3, "test": 1},
         "card_image_feature": "Image",
@@ -808,27 +763,4 @@ fn hugging_face_datasets_loads_the_unpacked_archive() {
         "rejected": {"rows": 1, "attempts": "uint32"},
     });
     assert_eq!(out, expected);
-}
-
-fn run_python(python: &str, scratch: &Path, root: &Path) -> serde_json::Value {
-    let mut child = Command::new(python)
-        .args(["-", root.to_str().unwrap()])
-        // Keep the Hugging Face caches in the test's own directory, and never go online.
-        .env("HF_HOME", scratch.join("hf-home"))
-        .env("HF_DATASETS_CACHE", scratch.join("hf-cache"))
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(HF_SCRIPT.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "datasets failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod analyze;
 pub mod batch;
 pub mod build;
 pub mod check;
+pub mod export;
 pub mod fmt;
 pub mod inspect;
 pub mod lock;

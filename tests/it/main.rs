@@ -1,5 +1,7 @@
 //! End-to-end tests. One binary, one module per topic.
 
+/// `sdc analyze` on the fixture build's archive: statistics against the rows, the funnel, plots.
+mod analyze;
 /// `sdc batch export` / `import` through a fake batch runner: byte-identical to an online build.
 mod batch;
 /// `sdc build` on the real binary: byte identity, kill/resume, the response store, accounting.
@@ -8,6 +10,8 @@ mod build;
 mod cli;
 /// Every diagnostic the checker can give, rendered as a user sees it.
 mod diagnostics;
+/// `sdc export` on the fixture build's archive: `hf` through real `datasets`, `jsonl`, `messages`.
+mod export;
 /// Ingest of the project's own corpus and the shared Qiskit docs.
 mod ingest;
 /// `sdc build` through llama.cpp's server and a tiny model (ignored; `scripts/llama-test`).
@@ -18,5 +22,7 @@ mod online;
 mod sandbox;
 /// Shared helpers: a scratch copy of the fixture project, running the binary.
 mod support;
+/// The real Hugging Face `datasets` (a pinned venv) for tests that load what sdc wrote.
+mod support_hf;
 /// Architecture invariants as tests.
 mod tidy;

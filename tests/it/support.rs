@@ -171,3 +171,36 @@ impl ModelServer {
         self.requests.lock().expect("lock").len()
     }
 }
+
+/// The fixture build project (`tests/fixtures/build`) built once per test run, shared by the
+/// tests that only read its archive (`export`, `analyze`), with the build report.
+pub struct BuiltFixture {
+    pub project: Project,
+    pub report: serde_json::Value,
+}
+
+pub const FIXTURE_ARCHIVE: &str = "dist/states-1.0.0.tar.zst";
+
+pub fn built_fixture() -> &'static BuiltFixture {
+    static BUILT: std::sync::OnceLock<BuiltFixture> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let project = Project::build();
+        let run = project.sdc(&["build", "specs/build.sds", "--store", ".sdc", "--format", "json"]);
+        assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
+        let report = serde_json::from_str(&run.stdout).expect("the report is JSON");
+        BuiltFixture { project, report }
+    })
+}
+
+/// Every file below `dir` with its bytes, by relative path.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).expect("below dir").to_string_lossy().replace('\\', "/");
+            (rel, std::fs::read(e.path()).expect("read"))
+        })
+        .collect()
+}

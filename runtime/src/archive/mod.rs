@@ -12,7 +12,8 @@
 //! headers built by hand) inside one zstd frame, so the same input gives the same bytes. The
 //! dataset's identity is the sha256 of `manifest.json`, which depends on neither the tar mtime
 //! nor libzstd. `verify_archive`, `read_archive` and `unpack_archive` read archives defensively
-//! (see `tarball`).
+//! (see `tarball`); `open_verified` gives a verified archive's rows, rejected entries and
+//! provenance to the commands that read datasets back.
 //!
 //! Deliberately not here: ordering rows (the executor sorts them), reading `SOURCE_DATE_EPOCH`
 //! or the clock (the mtime comes in `ArchiveSpec`), producing provenance, any file I/O while
@@ -23,6 +24,7 @@ mod digest;
 mod error;
 mod features;
 mod manifest;
+mod open;
 mod rows;
 mod table;
 mod tarball;
@@ -37,6 +39,7 @@ use serde::Serialize;
 pub use card::CardInfo;
 pub use error::{ArchiveError, UnsafeReason};
 pub use manifest::{FORMAT, MANIFEST_PATH, Manifest, ManifestEntry};
+pub use open::{Dataset, OpenError, SplitRows, open_verified};
 pub use rows::{ImageCell, RejectedRow, SampleRow, Split};
 pub use table::{read_rejected, read_samples};
 pub use tarball::{Limits, MAX_PATH_BYTES};

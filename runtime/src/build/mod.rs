@@ -244,6 +244,16 @@ pub struct Outcomes {
     pub tasks: BTreeMap<String, TaskEntry>,
     /// The tasks' records.
     pub spill: spill::SpillReader,
+    /// Every ingested chunk's size in characters (text and code, and code alone), in ingest
+    /// order (document id, then ordinal): provenance keeps them for `sdc analyze`.
+    pub chunk_sizes: ChunkSizes,
+}
+
+/// Chunk sizes as provenance records them: two parallel arrays, compact at any scale.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ChunkSizes {
+    pub chars: Vec<u64>,
+    pub code_chars: Vec<u64>,
 }
 
 /// Files ingested at once: their chunks are in memory together until they are spilled.
@@ -489,9 +499,13 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
         return Ok(Executed::Collected(c.take()));
     }
     drop(ctx);
+    let chunk_sizes = ChunkSizes {
+        chars: corpus.metas.iter().map(|m| m.chars).collect(),
+        code_chars: corpus.metas.iter().map(|m| m.code_chars).collect(),
+    };
     drop(corpus);
 
-    let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks, spill };
+    let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks, spill, chunk_sizes };
     let packaged = package::package(plan, opts, &store, &outcomes, &ledger, &books)?;
     {
         let mut b = lock(&books);

@@ -128,7 +128,63 @@ struct Provenance<'a> {
     allocation: &'a crate::allocation::Allocation,
     split: &'a split::SplitResult,
     totals: Vec<&'a StageTotals>,
+    books: ProvenanceBooks,
+    chunk_sizes: &'a super::ChunkSizes,
     samples: Samples<'a>,
+}
+
+/// The funnel: every planned item's end per kind, and what each stage received, passed on,
+/// rejected and failed. Only the item counts, which a rebuild reproduces; calls made or served
+/// and wall times describe a run and stay in the report.
+#[derive(Serialize)]
+struct ProvenanceBooks {
+    accounting: Vec<super::report::Accounting>,
+    stages: Vec<ProvenanceStage>,
+}
+
+#[derive(Serialize)]
+struct ProvenanceStage {
+    stage: String,
+    items_in: u64,
+    items_out: u64,
+    rejected: u64,
+    failed: u64,
+}
+
+/// The order stages are listed in; stages record themselves as work reaches them, which
+/// concurrency may reorder.
+const STAGE_ORDER: [&str; 13] = [
+    "ingest",
+    "transcribe",
+    "image_filter",
+    "chunk_filter",
+    "allocation",
+    "plan",
+    "candidate_filter",
+    "answer",
+    "verification",
+    "curate",
+    "classify",
+    "dedup",
+    "split",
+];
+
+fn provenance_books(out: &Outcomes, duplicates: u64, books: &Books) -> ProvenanceBooks {
+    let mut stages: Vec<ProvenanceStage> = books
+        .stats()
+        .into_iter()
+        .filter(|s| s.items_in + s.items_out + s.rejected + s.failed > 0)
+        .map(|s| ProvenanceStage {
+            stage: s.stage,
+            items_in: s.items_in,
+            items_out: s.items_out,
+            rejected: s.rejected,
+            failed: s.failed,
+        })
+        .collect();
+    let rank = |name: &str| STAGE_ORDER.iter().position(|s| *s == name).unwrap_or(STAGE_ORDER.len());
+    stages.sort_by(|a, b| (rank(&a.stage), &a.stage).cmp(&(rank(&b.stage), &b.stage)));
+    ProvenanceBooks { accounting: super::report::accounting(out, duplicates), stages }
 }
 
 /// The kept samples' provenance, read from the spill file as it is serialized.
@@ -384,6 +440,8 @@ pub fn package(
         allocation: &out.allocation,
         split: &split,
         totals: ledger.totals(),
+        books: provenance_books(out, dedup.removed.len() as u64, &lock(books)),
+        chunk_sizes: &out.chunk_sizes,
         samples: Samples { kept: &kept, split_name: &split_name, prompts: &prompts_by_stage, spill: &out.spill },
     };
     // Compact: at 100k samples the pretty form was 15 % larger, in memory and to compress.

@@ -63,6 +63,20 @@ fn account<'a>(kind: &str, fates: impl Iterator<Item = &'a Fate>) -> Accounting 
     a
 }
 
+/// Every planned item's end, per kind: images, chunks, tasks, and the accepted tasks' samples
+/// (of which dedup rejects the duplicates). Provenance records the same table.
+pub(super) fn accounting(out: &Outcomes, duplicates: u64) -> Vec<Accounting> {
+    let mut samples = account("sample", out.tasks.values().filter(|t| t.fate.is_accepted()).map(|t| &t.fate));
+    samples.rejected = duplicates;
+    samples.accepted = samples.planned - samples.rejected;
+    vec![
+        account("image", out.images.values().map(|o| &o.fate)),
+        account("chunk", out.chunks.values().map(|o| &o.fate)),
+        account("task", out.tasks.values().map(|t| &t.fate)),
+        samples,
+    ]
+}
+
 pub fn report(
     plan: &Plan,
     out: &Outcomes,
@@ -82,9 +96,6 @@ pub fn report(
         ct += s.completion_tokens;
         cost += s.cost;
     }
-    let mut samples = account("sample", out.tasks.values().filter(|t| t.fate.is_accepted()).map(|t| &t.fate));
-    samples.rejected = packaged.duplicates;
-    samples.accepted = samples.planned - samples.rejected;
     BuildReport {
         dataset: format!("{}@{}", plan.dataset.name, plan.dataset.version),
         offline: plan
@@ -93,12 +104,7 @@ pub fn report(
             .filter(|m| m.provider == "builtin")
             .map(|m| format!("model `{}` used the builtin offline generator {}", m.alias, m.resolved))
             .collect(),
-        accounting: vec![
-            account("image", out.images.values().map(|o| &o.fate)),
-            account("chunk", out.chunks.values().map(|o| &o.fate)),
-            account("task", out.tasks.values().map(|t| &t.fate)),
-            samples,
-        ],
+        accounting: accounting(out, packaged.duplicates),
         stages,
         calls_made: made,
         calls_served: served,
