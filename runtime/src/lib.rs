@@ -9,9 +9,12 @@
 pub mod allocation;
 pub mod archive;
 pub mod build;
+pub mod dataset;
 pub mod dedup;
+pub mod diff;
 pub mod environment;
 pub mod ingest;
+pub mod inspect;
 pub mod model;
 pub mod provider;
 pub mod python;

@@ -2,10 +2,12 @@
 
 pub mod build;
 pub mod check;
+pub mod diff;
 pub mod fmt;
 pub mod inspect;
 pub mod lock;
 pub mod plan;
+pub mod reproduce;
 pub mod verify;
 
 /// A command failed and has already said why.

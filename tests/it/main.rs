@@ -6,6 +6,8 @@ mod build;
 mod cli;
 /// Every diagnostic the checker can give, rendered as a user sees it.
 mod diagnostics;
+/// `sdc diff`, `sdc reproduce` and `sdc inspect` on built archives.
+mod diff;
 /// Ingest of the project's own corpus and the shared Qiskit docs.
 mod ingest;
 /// `sdc build` through llama.cpp's server and a tiny model (ignored; `scripts/llama-test`).

@@ -85,6 +85,8 @@ pub struct Caller<'a> {
     pub online: BTreeMap<String, Online>,
     /// Normalised image bytes by id (the store's objects), for image parts sent to servers.
     pub store: &'a crate::store::Store,
+    /// Fail a call the store does not hold instead of making it (`BuildOptions::replay_only`).
+    pub replay_only: bool,
 }
 
 /// An OpenAI-compatible model's connections and limits.
@@ -221,6 +223,14 @@ impl Caller<'_> {
         let stored = lock(&self.responses).get(&key)?;
         let (stored, served) = match stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok()) {
             Some(s) => (s, true),
+            None if self.replay_only => {
+                lock(self.books).stage(stage_name).calls_missing += 1;
+                return Err(CallError::provider(format!(
+                    "model `{}`: call {} is not in the recorded responses (replaying the store only)",
+                    model.alias,
+                    hex::encode(key)
+                )));
+            }
             None => {
                 let started = Instant::now();
                 let started_at_ms = std::time::SystemTime::now()

@@ -75,6 +75,9 @@ pub struct BuildOptions {
     /// The lockfile's sha256 and the command that reproduces the build, for provenance.
     pub lock_sha256: String,
     pub reproduce: String,
+    /// Serve every model call from the store and fail the ones it does not hold, builtin calls
+    /// included (`sdc reproduce`): the build then replays exactly what was recorded.
+    pub replay_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +345,7 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
         models: &plan.models,
         online,
         store: &store,
+        replay_only: opts.replay_only,
     };
     let ctx = Ctx {
         plan,
