@@ -83,27 +83,80 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Show what ingest makes of a spec's sources: documents, images, chunks, and what it skipped.
+    /// Show what ingest makes of a spec's sources (documents, images, chunks, what it skipped), or
+    /// what a built archive holds (samples, rejected entries, a sample's model conversations).
     #[command(
-        after_help = "Examples:\n  sdc inspect specs/quantum.sds --stage documents\n  sdc inspect specs/quantum.sds --stage images --count 50\n  sdc inspect specs/quantum.sds --stage chunks --id 3f2a\n  sdc inspect specs/quantum.sds --stage chunks --format json"
+        after_help = "Examples:\n  sdc inspect specs/quantum.sds --stage documents\n  sdc inspect specs/quantum.sds --stage images --count 50\n  sdc inspect specs/quantum.sds --stage chunks --id 3f2a\n  sdc inspect specs/quantum.sds --stage chunks --format json\n  sdc inspect dist/quantum-assistant-0.1.0.tar.zst --samples --random --count 5\n  sdc inspect dist/quantum-assistant-0.1.0.tar.zst --rejected\n  sdc inspect specs/quantum.sds --traces --id 3f2a   # the spec's archive, replies from its store"
     )]
     Inspect {
-        /// The spec whose sources to ingest.
-        spec: PathBuf,
-        /// What to show.
-        #[arg(long, value_enum)]
-        stage: commands::inspect::Stage,
+        /// A spec, or a built archive (`.tar.zst`).
+        target: PathBuf,
+        /// What ingest makes of a spec's sources.
+        #[arg(long, value_enum, conflicts_with_all = ["samples", "rejected", "traces"])]
+        stage: Option<commands::inspect::Stage>,
+        /// The archive's samples (a spec: its `output.archive`).
+        #[arg(long, conflicts_with_all = ["rejected", "traces"])]
+        samples: bool,
+        /// Every rejected or failed entry, with its stage and reason.
+        #[arg(long, conflicts_with = "traces")]
+        rejected: bool,
+        /// Samples' model conversations and verification attempts (replies from the store).
+        #[arg(long)]
+        traces: bool,
         /// How many items to show.
         #[arg(long, default_value_t = 10)]
         count: usize,
-        /// Show the item(s) whose id starts with this, in full.
+        /// Show the item(s) whose id starts with this, in full (an ambiguous prefix is an error).
         #[arg(long)]
         id: Option<String>,
+        /// Pick `--count` records at random, reproducibly from `--seed`.
+        #[arg(long, conflicts_with = "id")]
+        random: bool,
+        /// The seed of `--random`.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The store whose recorded replies `--traces` shows (default: the spec's).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// Worker threads for parsing (0 = one per core); the result never depends on it.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// Compare two archives or two lockfiles: what changed, and which inputs explain it.
+    #[command(
+        after_help = "Examples:\n  sdc diff old.tar.zst dist/quantum-assistant-0.1.0.tar.zst\n  sdc diff old.lock lockfiles/quantum.lock\n  sdc diff a.tar.zst b.tar.zst --format json\n\nExit status: 0 identical, 1 different, 2 error."
+    )]
+    Diff {
+        /// The old archive or lockfile.
+        old: PathBuf,
+        /// The new one (of the same kind).
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Rebuild a locked dataset and check it is bit-identical to a published archive.
+    #[command(
+        after_help = "Examples:\n  sdc reproduce lockfiles/quantum.lock --archive quantum-assistant-0.1.0.tar.zst\n  sdc reproduce lockfiles/quantum.lock --archive published.tar.zst --store .sdc\n  sdc reproduce lockfiles/quantum.lock --archive published.tar.zst --live   # ask the models again\n\nOffline, every model call is served from the store's recorded responses and no server is\ncontacted. Exit status: 0 identical, 1 different (the diff follows), 2 error."
+    )]
+    Reproduce {
+        /// The lockfile the archive was built from.
+        lock: PathBuf,
+        /// The published archive to compare with.
+        #[arg(long, value_name = "ARCHIVE")]
+        archive: PathBuf,
+        /// The spec (default: found from the lock's `[spec] file`: beside it, `../specs/`, `./specs/`).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// The store of recorded responses (default: the spec's `paths.store`).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Ask the models again with the pinned parameters (a fresh store; connections from the environment).
+        #[arg(long)]
+        live: bool,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Build the dataset described by a spec.
     #[command(
@@ -291,11 +344,50 @@ fn main() -> ExitCode {
         Command::Fmt { specs, check } => commands::fmt::run(&out, &specs, check),
         Command::Lock { spec, update, locked } => commands::lock::run(&out, &spec, &update, locked),
         Command::Plan { spec, format } => commands::plan::run(&out, &spec, format == Format::Json),
-        Command::Inspect { spec, stage, count, id, format, threads } => commands::inspect::run(
-            &out,
-            &spec,
-            &commands::inspect::Options { stage, count, id, json: format == Format::Json, threads },
-        ),
+        Command::Inspect {
+            target,
+            stage,
+            samples,
+            rejected,
+            traces,
+            count,
+            id,
+            random,
+            seed,
+            store,
+            format,
+            threads,
+        } => {
+            use commands::inspect::Records;
+            let records = [(samples, Records::Samples), (rejected, Records::Rejected), (traces, Records::Traces)]
+                .into_iter()
+                .find_map(|(on, r)| on.then_some(r));
+            commands::inspect::run(
+                &out,
+                &target,
+                &commands::inspect::Options {
+                    stage,
+                    records,
+                    count,
+                    id,
+                    json: format == Format::Json,
+                    threads,
+                    random,
+                    seed,
+                    store,
+                },
+            )
+        }
+        Command::Diff { old, new, format } => {
+            return compared(commands::diff::run(&out, &old, &new, format == Format::Json));
+        }
+        Command::Reproduce { lock, archive, spec, store, live, format } => {
+            return compared(commands::reproduce::run(
+                &out,
+                &lock,
+                &commands::reproduce::Options { archive, spec, store, live, json: format == Format::Json },
+            ));
+        }
         Command::Build { spec, run } => commands::build::run(&out, &spec, &run.options()),
         Command::Batch(BatchCommand::Export { spec, stage, out: dir, max_lines, max_bytes, run }) => {
             commands::batch::export(
@@ -327,5 +419,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(commands::Failed) => ExitCode::from(1),
+    }
+}
+
+/// The exit status of a comparison (`diff`, `reproduce`): 0 identical, 1 different, 2 error.
+fn compared(result: Result<bool, commands::Failed>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(commands::Failed) => ExitCode::from(2),
     }
 }

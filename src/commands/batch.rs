@@ -44,7 +44,7 @@ pub fn export(out: &Output, path: &Path, options: &ExportOptions) -> Result<(), 
         ));
         return Err(Failed);
     }
-    let opts = build_options(out, &loaded, &plan, path, &options.build);
+    let opts = build_options(out, &loaded, &plan, &options.build);
     let collected = match runtime(out)?.block_on(build::collect(&plan, &opts, options.stage)) {
         Ok(c) => c,
         Err(e) => {

@@ -1,12 +1,14 @@
 //! `sdc build`: bring the lock up to date (or check it, or take it as is), then execute the plan
 //! into the dataset archive and print the build report.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use sdc_compiler::lock::Lockfile;
 use sdc_compiler::plan::Plan;
 use sdc_compiler::templates;
-use sdc_runtime::build::{self, BuildOptions, BuildReport, progress};
+use sdc_runtime::build::{self, BuildError, BuildOptions, BuildReport, progress};
 
 use super::Failed;
 use super::lock::{Mode, ensure};
@@ -25,10 +27,8 @@ pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
     let loaded = project::load(out, path)?;
     let lock = ensure(out, &loaded, options.mode)?;
     let plan = Plan::new(&loaded.spec, &lock);
-    let opts = build_options(out, &loaded, &plan, path, options);
-    for m in plan.models.iter().filter(|m| m.provider == "builtin") {
-        out.status(format!("note: model `{}` uses the builtin offline generator {}", m.alias, m.resolved));
-    }
+    let opts = build_options(out, &loaded, &plan, options);
+    note_builtin(out, &plan);
     match runtime(out)?.block_on(build::run(&plan, &opts)) {
         Ok(report) => {
             if options.json {
@@ -48,35 +48,99 @@ pub fn run(out: &Output, path: &Path, options: &Options) -> Result<(), Failed> {
 /// The executor's options for a spec, as `sdc build` and `sdc batch export` run it: the store,
 /// the verification environments, progress, and the online models' connections from the
 /// environment (never written anywhere).
-pub fn build_options(out: &Output, loaded: &Loaded, plan: &Plan, path: &Path, options: &Options) -> BuildOptions {
-    let spec = &loaded.spec;
+pub fn build_options(out: &Output, loaded: &Loaded, plan: &Plan, options: &Options) -> BuildOptions {
     let lock_text = std::fs::read(loaded.lock_path()).unwrap_or_default();
-    let store_dir = store_dir(loaded, options.store.as_deref());
-    let envs_dir = std::env::var_os("SDC_ENV_DIR").map_or_else(|| store_dir.join("envs"), PathBuf::from);
-    let mode = if out.is_quiet() || options.json {
+    let run = Run {
+        store_dir: store_dir(loaded, options.store.as_deref()),
+        archive: loaded.spec.output.archive.resolve(&loaded.spec.dir),
+        online: true,
+        replay_only: false,
+        fail_on_drift: matches!(options.mode, Mode::Locked),
+        concurrency: options.concurrency,
+        threads: options.threads,
+        quiet: options.json,
+    };
+    options_for(out, loaded, plan, &lock_text, &run)
+}
+
+/// Where and how one execution of a locked plan runs (`sdc build`, `sdc reproduce`).
+pub struct Run {
+    pub store_dir: PathBuf,
+    pub archive: PathBuf,
+    /// Connect to the OpenAI-compatible models named by the environment.
+    pub online: bool,
+    /// Serve every call from the store; a call it does not hold fails.
+    pub replay_only: bool,
+    pub fail_on_drift: bool,
+    pub concurrency: usize,
+    pub threads: usize,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+fn options_for(out: &Output, loaded: &Loaded, plan: &Plan, lock_text: &[u8], run: &Run) -> BuildOptions {
+    let spec = &loaded.spec;
+    let envs_dir = std::env::var_os("SDC_ENV_DIR").map_or_else(|| run.store_dir.join("envs"), PathBuf::from);
+    let mode = if out.is_quiet() || run.quiet {
         progress::Mode::Quiet
     } else if std::io::stderr().is_terminal() && std::env::var_os("SDC_NO_PROGRESS").is_none() {
         progress::Mode::Bars
     } else {
         progress::Mode::Lines
     };
-    let env = sdc_runtime::Environment::load(std::env::current_dir().as_deref().unwrap_or(Path::new(".")));
-    let online: Vec<&str> = plan.models.iter().filter(|m| m.provider != "builtin").map(|m| m.alias.as_str()).collect();
-    let mut connections = sdc_runtime::provider::connections(spec, &env);
-    connections.retain(|alias, _| online.contains(&alias.as_str()));
+    let mut connections = BTreeMap::new();
+    if run.online {
+        let env = sdc_runtime::Environment::load(std::env::current_dir().as_deref().unwrap_or(Path::new(".")));
+        let online: Vec<&str> =
+            plan.models.iter().filter(|m| m.provider != "builtin").map(|m| m.alias.as_str()).collect();
+        connections = sdc_runtime::provider::connections(spec, &env);
+        connections.retain(|alias, _| online.contains(&alias.as_str()));
+    }
     BuildOptions {
         connections,
-        fail_on_drift: matches!(options.mode, Mode::Locked),
+        fail_on_drift: run.fail_on_drift,
         spec_dir: spec.dir.clone(),
         prompts_dir: templates::prompts_dir(spec),
-        store_dir,
+        store_dir: run.store_dir.clone(),
         envs_dir,
-        archive: spec.output.archive.resolve(&spec.dir),
-        concurrency: options.concurrency,
-        ingest_threads: options.threads,
+        archive: run.archive.clone(),
+        concurrency: run.concurrency,
+        ingest_threads: run.threads,
         progress: mode,
-        lock_sha256: sdc_compiler::hash::sha256_hex(&lock_text),
-        reproduce: format!("sdc build {} --frozen", path.display()),
+        lock_sha256: sdc_compiler::hash::sha256_hex(lock_text),
+        reproduce: reproduce_command(loaded.source.path()),
+        replay_only: run.replay_only,
+    }
+}
+
+/// The command the dataset card gives to reproduce the build. It is part of the archive's
+/// bytes, so it never depends on how the spec's path was typed or where sdc ran: a spec in a
+/// directory named `specs` is `specs/<file>` (the project layout), any other just `<file>`.
+pub fn reproduce_command(spec_path: &Path) -> String {
+    let file = spec_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let absolute = std::path::absolute(spec_path).unwrap_or_else(|_| spec_path.to_path_buf());
+    let in_specs = absolute.parent().and_then(Path::file_name).is_some_and(|d| d == "specs");
+    if in_specs { format!("sdc build specs/{file} --frozen") } else { format!("sdc build {file} --frozen") }
+}
+
+/// Executes `lock`'s plan for `loaded` as `run` says (`sdc reproduce`); the build's own error is
+/// returned, not printed.
+pub fn execute_raw(
+    out: &Output,
+    loaded: &Loaded,
+    lock: &Lockfile,
+    lock_text: &[u8],
+    run: &Run,
+) -> Result<Result<BuildReport, BuildError>, Failed> {
+    let plan = Plan::new(&loaded.spec, lock);
+    let opts = options_for(out, loaded, &plan, lock_text, run);
+    note_builtin(out, &plan);
+    Ok(runtime(out)?.block_on(build::run(&plan, &opts)))
+}
+
+fn note_builtin(out: &Output, plan: &Plan) {
+    for m in plan.models.iter().filter(|m| m.provider == "builtin") {
+        out.status(format!("note: model `{}` uses the builtin offline generator {}", m.alias, m.resolved));
     }
 }
 

@@ -10,6 +10,8 @@ mod build;
 mod cli;
 /// Every diagnostic the checker can give, rendered as a user sees it.
 mod diagnostics;
+/// `sdc diff`, `sdc reproduce` and `sdc inspect` on built archives.
+mod diff;
 /// `sdc export` on the fixture build's archive: `hf` through real `datasets`, `jsonl`, `messages`.
 mod export;
 /// Ingest of the project's own corpus and the shared Qiskit docs.

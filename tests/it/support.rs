@@ -55,10 +55,19 @@ impl Project {
         self.sdc_env(args, &[])
     }
 
+    /// Runs `sdc` in a directory of the project (relative to its root).
+    pub fn sdc_in(&self, dir: &str, args: &[&str]) -> Run {
+        self.run_in(&self.path(dir), args, &[])
+    }
+
     pub fn sdc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.run_in(self.root(), args, env)
+    }
+
+    fn run_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sdc"));
         cmd.args(args)
-            .current_dir(self.root())
+            .current_dir(cwd)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")

@@ -169,6 +169,8 @@ pub struct Caller<'a> {
     pub store: &'a crate::store::Store,
     /// Set by `sdc batch export`: online calls missing from the store are collected, not sent.
     pub collect: Option<Collector>,
+    /// Fail a call the store does not hold instead of making it (`BuildOptions::replay_only`).
+    pub replay_only: bool,
 }
 
 /// An OpenAI-compatible model's connections and limits.
@@ -314,6 +316,14 @@ impl Caller<'_> {
         }
         let (stored, served) = match stored {
             Some(s) => (s, true),
+            None if self.replay_only => {
+                lock(self.books).stage(stage_name).calls_missing += 1;
+                return Err(CallError::provider(format!(
+                    "model `{}`: call {} is not in the recorded responses (replaying the store only)",
+                    model.alias,
+                    hex::encode(key)
+                )));
+            }
             None => {
                 let started = Instant::now();
                 let started_at_ms = std::time::SystemTime::now()

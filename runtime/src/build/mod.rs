@@ -75,6 +75,9 @@ pub struct BuildOptions {
     /// The lockfile's sha256 and the command that reproduces the build, for provenance.
     pub lock_sha256: String,
     pub reproduce: String,
+    /// Serve every model call from the store and fail the ones it does not hold, builtin calls
+    /// included (`sdc reproduce`): the build then replays exactly what was recorded.
+    pub replay_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +381,7 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
         online,
         store: &store,
         collect: collect.map(|k| calls::Collector::new(k.as_str())),
+        replay_only: opts.replay_only,
     };
     let ctx = Ctx {
         plan,

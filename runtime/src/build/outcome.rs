@@ -42,6 +42,9 @@ pub struct StageStats {
     pub calls_made: u64,
     pub calls_served: u64,
     pub calls_failed: u64,
+    /// Calls a replay-only build (`sdc reproduce`) did not find in the store.
+    #[serde(default)]
+    pub calls_missing: u64,
     /// Requests sent again after a transient failure (made and failed calls); the cost ledger's
     /// view of what a flaky server cost in requests. Not in provenance: it depends on the run.
     #[serde(default)]
