@@ -242,10 +242,15 @@ pub fn statistics(dataset: &Dataset) -> Result<Statistics, OpenError> {
             None
         }
     };
-    let tokens = provenance.totals.unwrap_or_else(|| {
+    let mut tokens = provenance.totals.unwrap_or_else(|| {
         missing.push("tokens: provenance has no `totals`".to_string());
         Vec::new()
     });
+    // In pipeline order, as the funnel lists the stages (provenance sorts them by name).
+    if let Some(f) = &funnel {
+        let at = |stage: &str| f.stages.iter().position(|s| s.stage == stage).unwrap_or(usize::MAX);
+        tokens.sort_by(|a, b| (at(&a.stage), &a.stage, &a.model).cmp(&(at(&b.stage), &b.stage, &b.model)));
+    }
     Ok(Statistics {
         format: FORMAT,
         dataset: DatasetInfo {
