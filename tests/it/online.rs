@@ -405,3 +405,49 @@ fn a_server_that_ignores_response_format_is_served_the_schema_in_the_prompt_when
     let samples = report["package"]["samples"].as_u64().unwrap_or(0);
     assert!(samples > 0, "items passed the server's decisions: {}", report["package"]);
 }
+
+#[test]
+fn reproduce_live_asks_the_server_again_and_the_store_replay_asks_nothing() {
+    let p = Project::build();
+    let server = ChatServer::start("fake-curate", Behaviour::Healthy);
+    let env = [
+        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", CANARY),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let built = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--quiet"], &env);
+    assert_eq!(built.code, 0, "{}", built.transcript());
+    let made = server.seen.chats.load(Ordering::SeqCst);
+    assert!(made > 30, "{made} calls");
+    let archive = "dist/states-1.0.0.tar.zst";
+    let lock = "lockfiles/build.lock";
+
+    // Replaying the store asks the server nothing and gives the same bytes.
+    let replay = p.sdc_env(&["reproduce", lock, "--archive", archive, "--store", ".sdc"], &env);
+    assert_eq!(replay.code, 0, "{}", replay.transcript());
+    assert!(replay.stdout.contains("bit-identical"), "{}", replay.stdout);
+    assert_eq!(server.seen.chats.load(Ordering::SeqCst), made, "a replay makes no request");
+
+    // `--live` asks every call again, in a fresh store; the server answers alike, so the bytes agree.
+    let live = p.sdc_env(&["reproduce", lock, "--archive", archive, "--live"], &env);
+    assert_eq!(live.code, 0, "{}", live.transcript());
+    assert!(live.stdout.contains("bit-identical"), "{}", live.stdout);
+    assert_eq!(server.seen.chats.load(Ordering::SeqCst), 2 * made, "every call was asked again");
+    assert!(!live.stdout.contains(CANARY) && !live.stderr.contains(CANARY));
+
+    // A server whose replies name another model: the live rebuild differs, and the diff says so.
+    let other = ChatServer::start("other-curate", Behaviour::Healthy);
+    let env = [
+        ("CURATE_MODEL_BASE_URL", other.base_url.as_str()),
+        ("CURATE_MODEL_API_KEY", CANARY),
+        ("CURATE_MODEL_NAME", "fake-curate"),
+    ];
+    let drifted = p.sdc_env(&["reproduce", lock, "--archive", archive, "--live"], &env);
+    assert_eq!(drifted.code, 1, "{}", drifted.transcript());
+    assert_eq!(other.seen.chats.load(Ordering::SeqCst), made, "every call went to the other server");
+    assert!(
+        drifted.stdout.contains("other-curate-0001"),
+        "the diff names the model that answered:\n{}",
+        drifted.stdout
+    );
+}
