@@ -140,34 +140,8 @@ pub fn render_archive(d: &ArchiveDiff, verbose: bool) -> String {
             let _ = writeln!(s, "  {c}");
         }
     }
-    if !d.counts.is_empty() {
-        let _ = writeln!(s, "\ncounts:");
-        for c in &d.counts {
-            let _ = writeln!(
-                s,
-                "  {:<9} {:<28} {:>6} → {:<6} ({:+})",
-                c.dimension,
-                c.value,
-                c.old,
-                c.new,
-                c.new as i64 - c.old as i64
-            );
-        }
-    }
-    if !d.rejected.is_empty() {
-        let _ = writeln!(s, "\nrejections:");
-        for c in &d.rejected {
-            let _ = writeln!(
-                s,
-                "  {:<9} {:<28} {:>6} → {:<6} ({:+})",
-                c.dimension,
-                c.value,
-                c.old,
-                c.new,
-                c.new as i64 - c.old as i64
-            );
-        }
-    }
+    write_deltas(&mut s, "counts", &d.counts);
+    write_deltas(&mut s, "rejections", &d.rejected);
     for (title, list) in [
         ("changed", &d.changed),
         ("re-derived (same row, different inputs)", &d.rederived),
@@ -177,6 +151,25 @@ pub fn render_archive(d: &ArchiveDiff, verbose: bool) -> String {
         render_records(&mut s, title, list, verbose);
     }
     s.trim_end().to_string()
+}
+
+/// A titled list of count deltas (per split, type, … or per rejecting stage); nothing if empty.
+fn write_deltas(s: &mut String, title: &str, deltas: &[sdc_runtime::diff::CountDelta]) {
+    if deltas.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n{title}:");
+    for c in deltas {
+        let _ = writeln!(
+            s,
+            "  {:<9} {:<28} {:>6} → {:<6} ({:+})",
+            c.dimension,
+            c.value,
+            c.old,
+            c.new,
+            c.new as i64 - c.old as i64
+        );
+    }
 }
 
 fn render_records(s: &mut String, title: &str, list: &[Record], verbose: bool) {

@@ -210,6 +210,11 @@ pub(crate) fn completion(model: &str, id: &str, content: &str) -> Value {
     })
 }
 
+/// The environment that points the fixture's curate model at `base_url`, with the canary key.
+fn curate_env(base_url: &str) -> [(&'static str, &str); 3] {
+    [("CURATE_MODEL_BASE_URL", base_url), ("CURATE_MODEL_API_KEY", CANARY), ("CURATE_MODEL_NAME", "fake-curate")]
+}
+
 /// Checks that every kind's books close and returns how many items failed in all.
 fn failed_items(report: &Value) -> u64 {
     let mut failed = 0;
@@ -261,11 +266,7 @@ fn a_build_through_a_faulty_local_server_accounts_for_every_item_and_leaks_no_ke
         "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  timeout = 4s",
     );
     let server = ChatServer::start("fake-curate", Behaviour::Faulty);
-    let env = [
-        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
-        ("CURATE_MODEL_API_KEY", CANARY),
-        ("CURATE_MODEL_NAME", "fake-curate"),
-    ];
+    let env = curate_env(&server.base_url);
     let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
     let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
@@ -390,11 +391,7 @@ fn a_server_that_ignores_response_format_is_served_the_schema_in_the_prompt_when
         "model = env(\"CURATE_MODEL_NAME\", \"curate\")\n  structured_output = prompt",
     );
     let server = ChatServer::start("fake-curate", Behaviour::IgnoresFormat);
-    let env = [
-        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
-        ("CURATE_MODEL_API_KEY", CANARY),
-        ("CURATE_MODEL_NAME", "fake-curate"),
-    ];
+    let env = curate_env(&server.base_url);
     let run = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--format", "json"], &env);
     assert_eq!(run.code, 0, "build failed:\n{}", run.transcript());
     let report: Value = serde_json::from_str(&run.stdout).expect("the report is JSON");
@@ -410,11 +407,7 @@ fn a_server_that_ignores_response_format_is_served_the_schema_in_the_prompt_when
 fn reproduce_live_asks_the_server_again_and_the_store_replay_asks_nothing() {
     let p = Project::build();
     let server = ChatServer::start("fake-curate", Behaviour::Healthy);
-    let env = [
-        ("CURATE_MODEL_BASE_URL", server.base_url.as_str()),
-        ("CURATE_MODEL_API_KEY", CANARY),
-        ("CURATE_MODEL_NAME", "fake-curate"),
-    ];
+    let env = curate_env(&server.base_url);
     let built = p.sdc_env(&["build", SPEC, "--store", ".sdc", "--quiet"], &env);
     assert_eq!(built.code, 0, "{}", built.transcript());
     let made = server.seen.chats.load(Ordering::SeqCst);
@@ -437,11 +430,7 @@ fn reproduce_live_asks_the_server_again_and_the_store_replay_asks_nothing() {
 
     // A server whose replies name another model: the live rebuild differs, and the diff says so.
     let other = ChatServer::start("other-curate", Behaviour::Healthy);
-    let env = [
-        ("CURATE_MODEL_BASE_URL", other.base_url.as_str()),
-        ("CURATE_MODEL_API_KEY", CANARY),
-        ("CURATE_MODEL_NAME", "fake-curate"),
-    ];
+    let env = curate_env(&other.base_url);
     let drifted = p.sdc_env(&["reproduce", lock, "--archive", archive, "--live"], &env);
     assert_eq!(drifted.code, 1, "{}", drifted.transcript());
     assert_eq!(other.seen.chats.load(Ordering::SeqCst), made, "every call went to the other server");
