@@ -8,7 +8,7 @@
 //! stage's statistics and the item's trace.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sdc_compiler::hash::derive_seed;
@@ -156,17 +156,17 @@ impl Collector {
     }
 }
 
-pub struct Caller<'a> {
-    pub prompts: &'a Prompts,
+pub struct Caller {
+    pub prompts: Prompts,
     pub responses: Mutex<Journal>,
     /// Canonical requests of calls made, for audit and batch export; only ever added to.
     pub requests: Mutex<Appender>,
-    pub books: &'a Mutex<Books>,
-    pub models: &'a [PlanModel],
+    pub books: Arc<Mutex<Books>>,
+    pub models: Vec<PlanModel>,
     /// Online models by alias: their endpoints, HTTP client and in-flight limit.
     pub online: BTreeMap<String, Online>,
     /// Normalised image bytes by id (the store's objects), for image parts sent to servers.
-    pub store: &'a crate::store::Store,
+    pub store: Arc<crate::store::Store>,
     /// Set by `sdc batch export`: online calls missing from the store are collected, not sent.
     pub collect: Option<Collector>,
     /// Fail a call the store does not hold instead of making it (`BuildOptions::replay_only`).
@@ -257,18 +257,19 @@ impl Reply {
     }
 }
 
-impl Caller<'_> {
+impl Caller {
     fn model(&self, alias: &str) -> Option<&PlanModel> {
         self.models.iter().find(|m| m.alias == alias)
     }
 
     /// Renders `step`, asks the model (or the store), validates the reply and records it.
+    /// `inputs` gives the stage's structured inputs, which only the builtin generator reads.
     pub async fn ask(
         &self,
         conv: &mut Conversation<'_>,
         step: &str,
         vars: &Value,
-        inputs: &Value,
+        inputs: &(dyn Fn() -> Value + Sync),
         schema: &ReplySchema,
         trace: &mut Vec<CallTrace>,
     ) -> Result<Reply, CallError> {
@@ -276,21 +277,23 @@ impl Caller<'_> {
         let model = self
             .model(&conv.stage.model)
             .ok_or_else(|| CallError::provider(format!("model `{}` is not in the plan", conv.stage.model)))?;
-        if conv.messages.is_empty() && self.prompts.has_block(&conv.template, "system") {
-            let system = self.prompts.render(&conv.template, "system", vars)?;
-            conv.messages.push(Message::text(Role::System, system));
+        let system = conv.messages.is_empty() && self.prompts.has_block(&conv.template, "system");
+        let blocks: &[&str] = if system { &["system", step] } else { &[step] };
+        let mut texts = self.prompts.render_blocks(&conv.template, blocks, vars)?.into_iter();
+        if system {
+            conv.messages.push(Message::text(Role::System, texts.next().unwrap_or_default()));
         }
-        let text = self.prompts.render(&conv.template, step, vars)?;
-        let mut content = vec![Part::Text { text }];
+        let mut content = vec![Part::Text { text: texts.next().unwrap_or_default() }];
         if conv.steps == 0 {
             content.extend(conv.images.iter().map(|id| Part::Image { sha256: id.clone() }));
         }
         conv.messages.push(Message { role: Role::User, content });
         conv.steps += 1;
         let builtin = model.provider == "builtin";
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             model: model.resolved.clone(),
-            messages: conv.messages.clone(),
+            // Lent to the request and given back: a conversation's texts are not copied per call.
+            messages: std::mem::take(&mut conv.messages),
             temperature: conv.stage.temperature,
             top_p: model.top_p,
             max_tokens: conv.stage.max_tokens,
@@ -300,82 +303,16 @@ impl Caller<'_> {
             builtin: builtin.then(|| BuiltinCall {
                 stage: stage_name.to_string(),
                 step: step.to_string(),
-                inputs: inputs.clone(),
+                inputs: inputs(),
                 revision: model::builtin::REVISION,
             }),
         };
-        let (canonical, key) = request.canonical_and_key();
-        let stored = lock(&self.responses).get(&key)?;
-        let stored = stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok());
-        if stored.is_none()
-            && !builtin
-            && let Some(collector) = &self.collect
-        {
-            collector.collect(stage_name, model, &request, self.store)?;
-            return Err(CallError::Pending { stage: stage_name.to_string() });
-        }
-        let (stored, served) = match stored {
-            Some(s) => (s, true),
-            None if self.replay_only => {
-                lock(self.books).stage(stage_name).calls_missing += 1;
-                return Err(CallError::provider(format!(
-                    "model `{}`: call {} is not in the recorded responses (replaying the store only)",
-                    model.alias,
-                    hex::encode(key)
-                )));
-            }
-            None => {
-                let started = Instant::now();
-                let started_at_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                let (response, attempts, endpoint) = if builtin {
-                    let r = model::builtin::complete(&request).map_err(|e| CallError::provider(e.to_string()))?;
-                    (r, 1, "builtin".to_string())
-                } else {
-                    let online = self.online.get(&model.alias).ok_or_else(|| {
-                        CallError::provider(format!(
-                            "model `{}` ({}) has no endpoint in this environment: set its base URL variable, or lock it to the builtin generator",
-                            model.alias, model.resolved
-                        ))
-                    })?;
-                    match online.call(&request, &key, self.store).await {
-                        Ok(done) => (done.response, done.attempts, done.endpoint),
-                        Err(failure) => {
-                            let mut books = lock(self.books);
-                            let s = books.stage(stage_name);
-                            s.calls_failed += 1;
-                            s.retries += u64::from(failure.attempts.saturating_sub(1));
-                            let message = format!("model `{}`: {failure}", model.alias);
-                            return Err(if failure.is_refusal() {
-                                CallError::Refused(message)
-                            } else {
-                                CallError::Provider { message, attempts: failure.attempts }
-                            });
-                        }
-                    }
-                };
-                let meta = CallMeta {
-                    latency_ms: started.elapsed().as_millis() as u64,
-                    started_at_ms,
-                    attempts,
-                    endpoint,
-                    mode: "online".into(),
-                };
-                let stored = StoredResponse { response, meta };
-                let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-                // What was sent to a server, for audit and batch export. A builtin request is
-                // a function of the plan and the inputs, and storing it cost 6 KB a call.
-                if !builtin {
-                    lock(&self.requests).put(key, canonical.as_bytes())?;
-                }
-                lock(&self.responses).put(key, &bytes)?;
-                (stored, false)
-            }
-        };
+        let exchanged = self.exchange(&request, model, stage_name).await;
+        conv.messages = std::mem::take(&mut request.messages);
+        let Exchanged { stored, served, key } = exchanged?;
         let usage = stored.response.usage;
         {
-            let mut books = lock(self.books);
+            let mut books = lock(&self.books);
             let s = books.stage(stage_name);
             if served {
                 s.calls_served += 1;
@@ -387,27 +324,102 @@ impl Caller<'_> {
             s.completion_tokens += usage.completion_tokens;
             s.cost += model::cost(model, usage);
         }
+        let fields = schema.parse(&stored.response.content).map_err(|error| CallError::Reply {
+            model: model.resolved.clone(),
+            step: step.to_string(),
+            error,
+        });
+        let note = stored.response.finish_reason.as_deref().and_then(|f| f.strip_prefix("stop: ")).map(str::to_string);
         trace.push(CallTrace {
             stage: stage_name.to_string(),
             step: step.to_string(),
-            model: stored.response.model.clone(),
             request: hex::encode(key),
             response: stored.response.hash(),
             served_from_store: served,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            fingerprint: stored.response.system_fingerprint.clone(),
             batch: stored.meta.mode == "batch",
+            model: stored.response.model,
+            fingerprint: stored.response.system_fingerprint,
         });
-        conv.messages.push(Message::text(Role::Assistant, stored.response.content.clone()));
-        let fields = schema.parse(&stored.response.content).map_err(|error| CallError::Reply {
-            model: model.resolved.clone(),
-            step: step.to_string(),
-            error,
-        })?;
-        let note = stored.response.finish_reason.as_deref().and_then(|f| f.strip_prefix("stop: ")).map(str::to_string);
-        Ok(Reply { fields, note })
+        conv.messages.push(Message::text(Role::Assistant, stored.response.content));
+        Ok(Reply { fields: fields?, note })
     }
+
+    /// The reply to `request`: from the store, else from the model (and then stored, with the
+    /// request if a server was asked).
+    async fn exchange(&self, request: &ChatRequest, model: &PlanModel, stage: &str) -> Result<Exchanged, CallError> {
+        let builtin = request.builtin.is_some();
+        let (canonical, key) = request.canonical_and_key();
+        let stored = lock(&self.responses).get(&key)?;
+        if let Some(stored) = stored.and_then(|bytes| serde_json::from_slice::<StoredResponse>(&bytes).ok()) {
+            return Ok(Exchanged { stored, served: true, key });
+        }
+        if !builtin && let Some(collector) = &self.collect {
+            collector.collect(stage, model, request, &self.store)?;
+            return Err(CallError::Pending { stage: stage.to_string() });
+        }
+        if self.replay_only {
+            lock(&self.books).stage(stage).calls_missing += 1;
+            return Err(CallError::provider(format!(
+                "model `{}`: call {} is not in the recorded responses (replaying the store only)",
+                model.alias,
+                hex::encode(key)
+            )));
+        }
+        let started = Instant::now();
+        let started_at_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let (response, attempts, endpoint) = if builtin {
+            let r = model::builtin::complete(request).map_err(|e| CallError::provider(e.to_string()))?;
+            (r, 1, "builtin".to_string())
+        } else {
+            let online = self.online.get(&model.alias).ok_or_else(|| {
+                CallError::provider(format!(
+                    "model `{}` ({}) has no endpoint in this environment: set its base URL variable, or lock it to the builtin generator",
+                    model.alias, model.resolved
+                ))
+            })?;
+            match online.call(request, &key, &self.store).await {
+                Ok(done) => (done.response, done.attempts, done.endpoint),
+                Err(failure) => {
+                    let mut books = lock(&self.books);
+                    let s = books.stage(stage);
+                    s.calls_failed += 1;
+                    s.retries += u64::from(failure.attempts.saturating_sub(1));
+                    let message = format!("model `{}`: {failure}", model.alias);
+                    return Err(if failure.is_refusal() {
+                        CallError::Refused(message)
+                    } else {
+                        CallError::Provider { message, attempts: failure.attempts }
+                    });
+                }
+            }
+        };
+        let meta = CallMeta {
+            latency_ms: started.elapsed().as_millis() as u64,
+            started_at_ms,
+            attempts,
+            endpoint,
+            mode: "online".into(),
+        };
+        let stored = StoredResponse { response, meta };
+        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+        // What was sent to a server, for audit and batch export. A builtin request is a
+        // function of the plan and the inputs, and storing it cost 6 KB a call.
+        if !builtin {
+            lock(&self.requests).put(key, canonical.as_bytes())?;
+        }
+        lock(&self.responses).put(key, &bytes)?;
+        Ok(Exchanged { stored, served: false, key })
+    }
+}
+
+/// A reply, whether the store served it, and the request's key.
+struct Exchanged {
+    stored: StoredResponse,
+    served: bool,
+    key: [u8; 32],
 }
 
 /// A poisoned lock only means another task panicked mid-update; the data is still usable.

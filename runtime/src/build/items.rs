@@ -68,7 +68,7 @@ pub enum OnFailure {
     Drop(Fate),
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// Applies the stage's failure policy to a failed call; `fail` also stops the build.
     pub fn on_failure(&self, kind: StageKind, item: &str, error: &CallError) -> OnFailure {
         let stage = kind.as_str();
@@ -100,7 +100,7 @@ fn rejected(stage: StageKind, reason: impl Into<String>) -> Fate {
     Fate::Rejected { stage: stage.as_str().to_string(), reason: reason.into() }
 }
 
-pub async fn image(ctx: &Ctx<'_>, img: &ImageRecord, documents: &[Document]) -> ImageOutcome {
+pub async fn image(ctx: &Ctx, img: &ImageRecord, documents: &[Document]) -> ImageOutcome {
     let info = image_info(img, documents);
     let mut out = ImageOutcome {
         id: img.id.clone(),
@@ -119,7 +119,7 @@ pub async fn image(ctx: &Ctx<'_>, img: &ImageRecord, documents: &[Document]) -> 
     let mut conv = Conversation::new(stage, ctx.template(stage, None), &img.id, vec![img.id.clone()]);
     let reply = ctx
         .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::transcription(), &mut out.calls)
+        .ask(&mut conv, "user", &input.variables(), &|| to_value(&input), ReplySchema::transcription(), &mut out.calls)
         .await;
     let here = match reply {
         Ok(r) if r.get("transcription").trim().is_empty() => {
@@ -149,7 +149,7 @@ pub async fn image(ctx: &Ctx<'_>, img: &ImageRecord, documents: &[Document]) -> 
     let mut conv = Conversation::new(stage, ctx.template(stage, None), &img.id, Vec::new());
     let reply = ctx
         .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::decision(), &mut out.calls)
+        .ask(&mut conv, "user", &input.variables(), &|| to_value(&input), ReplySchema::decision(), &mut out.calls)
         .await;
     let here = decide(ctx, StageKind::ImageFilter, &img.id, reply, &mut out.fate, &mut out.decisions);
     ctx.count(StageKind::ImageFilter, here);
@@ -158,7 +158,7 @@ pub async fn image(ctx: &Ctx<'_>, img: &ImageRecord, documents: &[Document]) -> 
 
 /// Applies a filter's reply (or failure) to an item.
 pub fn decide(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     kind: StageKind,
     item: &str,
     reply: Result<super::calls::Reply, CallError>,
@@ -191,7 +191,7 @@ pub fn decide(
     }
 }
 
-pub async fn chunk(ctx: &Ctx<'_>, chunk: &Chunk, document_path: &str) -> ChunkOutcome {
+pub async fn chunk(ctx: &Ctx, chunk: &Chunk, document_path: &str) -> ChunkOutcome {
     let mut out = ChunkOutcome {
         id: chunk.id.clone(),
         document_id: chunk.document_id.clone(),
@@ -211,7 +211,7 @@ pub async fn chunk(ctx: &Ctx<'_>, chunk: &Chunk, document_path: &str) -> ChunkOu
     let mut conv = Conversation::new(stage, ctx.template(stage, None), &chunk.id, Vec::new());
     let reply = ctx
         .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::decision(), &mut out.calls)
+        .ask(&mut conv, "user", &input.variables(), &|| to_value(&input), ReplySchema::decision(), &mut out.calls)
         .await;
     let here = decide(ctx, StageKind::ChunkFilter, &chunk.id, reply, &mut out.fate, &mut out.decisions);
     ctx.count(StageKind::ChunkFilter, here);

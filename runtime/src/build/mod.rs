@@ -28,8 +28,11 @@ pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -138,19 +141,20 @@ impl Verifier {
     }
 }
 
-/// What stages share while a build runs.
-pub struct Ctx<'a> {
-    pub plan: &'a Plan,
-    pub caller: Caller<'a>,
-    books: &'a Mutex<Books>,
+/// What stages share while a build runs. Items run as tasks on the runtime's worker threads,
+/// so it owns (or shares) everything they read.
+pub struct Ctx {
+    pub plan: Arc<Plan>,
+    pub caller: Caller,
+    books: Arc<Mutex<Books>>,
     verifier: Option<Verifier>,
     pub categories: Vec<CategoryInfo>,
     stop: AtomicBool,
     stop_reason: Mutex<Option<String>>,
-    progress: &'a Progress,
+    progress: Arc<Progress>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     pub fn stage(&self, kind: StageKind) -> Option<&PlanStage> {
         self.plan.stages.iter().find(|s| s.kind == kind)
     }
@@ -166,7 +170,7 @@ impl Ctx<'_> {
     }
 
     pub fn count(&self, kind: StageKind, fate: StageFate) {
-        lock(self.books).count(kind.as_str(), &fate);
+        lock(&self.books).count(kind.as_str(), &fate);
         self.progress.tick(kind.as_str());
     }
 
@@ -202,7 +206,7 @@ impl Ctx<'_> {
         };
         let stub = program::stub(&rec.input.question_type, question, entry_point);
         let p = program::program(&stub, test, entry_point);
-        let verdict = verifier.verify(&p, self.books).await?;
+        let verdict = verifier.verify(&p, &self.books).await?;
         rec.attempts.push(Attempt {
             against: "stub".into(),
             attempt: rec.attempts.iter().filter(|a| a.against == "stub").count() as u32 + 1,
@@ -227,7 +231,7 @@ impl Ctx<'_> {
             });
         };
         let p = program::program(solution, &rec.candidate.test_code, &rec.candidate.entry_point);
-        let verdict = verifier.verify(&p, self.books).await?;
+        let verdict = verifier.verify(&p, &self.books).await?;
         rec.attempts.push(Attempt {
             against: against.into(),
             attempt,
@@ -264,7 +268,7 @@ const INGEST_BATCH: usize = 256;
 
 /// Runs a build.
 pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
-    match execute(plan, opts, None).await? {
+    match on_a_worker(plan, opts, None).await? {
         Executed::Built(report) => Ok(*report),
         Executed::Collected(_) => Err(BuildError::Stopped("a build collected calls instead of making them".into())),
     }
@@ -277,10 +281,20 @@ pub async fn run(plan: &Plan, opts: &BuildOptions) -> Result<BuildReport, BuildE
 /// When a stage before allocation has calls missing, the run stops after that phase: the
 /// tasks depend on which images and chunks passed.
 pub async fn collect(plan: &Plan, opts: &BuildOptions, stage: StageKind) -> Result<calls::Collected, BuildError> {
-    match execute(plan, opts, Some(stage)).await? {
+    match on_a_worker(plan, opts, Some(stage)).await? {
         Executed::Collected(c) => Ok(c),
         Executed::Built(_) => Err(BuildError::Stopped("an export run built an archive".into())),
     }
+}
+
+/// The executor runs as a task on the runtime's worker threads, not on the thread that waits
+/// for the build: gathering tens of thousands of item results there meant waking that thread
+/// (a futex call and a context switch) for each one.
+async fn on_a_worker(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
+    let (plan, opts) = (plan.clone(), opts.clone());
+    tokio::spawn(async move { execute(&plan, &opts, collect).await })
+        .await
+        .map_err(|e| BuildError::Stopped(format!("the build's task failed: {e}")))?
 }
 
 enum Executed {
@@ -290,10 +304,10 @@ enum Executed {
 
 async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
     let started = Instant::now();
-    let store = Store::open(&opts.store_dir)?;
+    let store = Arc::new(Store::open(&opts.store_dir)?);
     let prompts = Prompts::load(&opts.prompts_dir, plan)?;
-    let books = Mutex::new(Books::default());
-    let progress = Progress::new(opts.progress);
+    let books = Arc::new(Mutex::new(Books::default()));
+    let progress = Arc::new(Progress::new(opts.progress));
 
     // Ingest, spilling chunks a batch of files at a time.
     let t = Clock::start();
@@ -373,26 +387,27 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
         }
     }
     let caller = Caller {
-        prompts: &prompts,
+        prompts,
         responses: Mutex::new(store.journal("responses")?),
         requests: Mutex::new(store.appender("requests")?),
-        books: &books,
-        models: &plan.models,
+        books: books.clone(),
+        models: plan.models.clone(),
         online,
-        store: &store,
+        store: store.clone(),
         collect: collect.map(|k| calls::Collector::new(k.as_str())),
         replay_only: opts.replay_only,
     };
-    let ctx = Ctx {
-        plan,
+    let ctx = Arc::new(Ctx {
+        plan: Arc::new(plan.clone()),
         caller,
-        books: &books,
+        books: books.clone(),
         verifier,
         categories,
         stop: AtomicBool::new(false),
         stop_reason: Mutex::new(None),
-        progress: &progress,
-    };
+        progress: progress.clone(),
+    });
+    let ingested = Arc::new(ingested);
     let n = opts.concurrency.max(1);
 
     // Images and chunks. Their calls go to the ledger as they finish; nothing after these
@@ -402,10 +417,12 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     progress.start("transcribe", ingested.images.len() as u64);
     progress.start("image_filter", ingested.images.len() as u64);
     let mut images: BTreeMap<String, ImageOutcome> = BTreeMap::new();
-    let mut finished = futures::stream::iter(ingested.images.iter())
-        .map(|img| items::image(&ctx, img, &ingested.documents))
-        .buffer_unordered(n);
-    while let Some(mut o) = finished.next().await {
+    let mut finished = on_workers(0..ingested.images.len(), n, |i| {
+        let (ctx, ingested) = (ctx.clone(), ingested.clone());
+        async move { items::image(&ctx, &ingested.images[i], &ingested.documents).await }
+    });
+    while let Some(o) = finished.next().await {
+        let mut o = o?;
         ledger.add(&std::mem::take(&mut o.calls));
         o.decisions = Vec::new();
         images.insert(o.id.clone(), o);
@@ -414,20 +431,23 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     progress.finish("transcribe");
     progress.finish("image_filter");
     add_wall(&books, &["transcribe", "image_filter"], t);
-    let doc_paths: BTreeMap<&str, String> =
-        ingested.documents.iter().map(|d| (d.id.as_str(), format!("{}/{}", d.source, d.path))).collect();
+    let doc_paths: Arc<BTreeMap<String, String>> = Arc::new(
+        ingested.documents.iter().map(|d| (d.id.clone(), format!("{}/{}", d.source, d.path))).collect(),
+    );
+    let corpus = Arc::new(corpus);
     let t = Clock::start();
     progress.start("chunk_filter", corpus.metas.len() as u64);
     let mut chunks: BTreeMap<String, ChunkOutcome> = BTreeMap::new();
-    let mut finished = futures::stream::iter(corpus.metas.iter())
-        .map(|m| async {
-            let chunk = corpus.load(m)?;
+    let mut finished = on_workers(0..corpus.metas.len(), n, |i| {
+        let (ctx, corpus, doc_paths) = (ctx.clone(), corpus.clone(), doc_paths.clone());
+        async move {
+            let chunk = corpus.load(&corpus.metas[i])?;
             let path = doc_paths.get(chunk.document_id.as_str()).map_or("", String::as_str);
             Ok::<_, spill::SpillError>(items::chunk(&ctx, &chunk, path).await)
-        })
-        .buffer_unordered(n);
+        }
+    });
     while let Some(o) = finished.next().await {
-        let mut o = o?;
+        let mut o = o??;
         ledger.add(&std::mem::take(&mut o.calls));
         o.decisions = Vec::new();
         chunks.insert(o.id.clone(), o);
@@ -477,14 +497,15 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     // build's memory.
     let mut spilled = spill::SpillWriter::new(&store.root().join("tmp"))?;
     let mut tasks: BTreeMap<String, TaskEntry> = BTreeMap::new();
-    let mut finished = futures::stream::iter(planned)
-        .map(|(t, meta)| async {
-            let chunk = corpus.load(meta)?;
-            Ok::<_, spill::SpillError>(tasks::task(&ctx, task_input(&ingested, &chunk, t, &images)).await)
-        })
-        .buffer_unordered(n);
+    // A task's input is made here, as it starts; its stages run on the worker threads.
+    let mut finished = on_workers(0..planned.len(), n, |i| {
+        let (t, meta) = planned[i];
+        let input = corpus.load(meta).map(|chunk| task_input(&ingested, &chunk, t, &images));
+        let ctx = ctx.clone();
+        async move { Ok::<_, spill::SpillError>(tasks::task(&ctx, input?).await) }
+    });
     while let Some(rec) = finished.next().await {
-        let mut rec = rec?;
+        let mut rec = rec??;
         rec.slim();
         ledger.add(&rec.calls);
         let slot = spilled.put(&rec)?;
@@ -509,6 +530,9 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     };
     drop(corpus);
 
+    // Every item's task has finished and dropped its share.
+    let ingested = Arc::into_inner(ingested)
+        .ok_or_else(|| BuildError::Stopped("an item's task still held the ingested documents".into()))?;
     let outcomes = Outcomes { ingested, images, chunks, allocation: allocated, tasks, spill, chunk_sizes };
     let packaged = package::package(plan, opts, &store, &outcomes, &ledger, &books)?;
     {
@@ -521,6 +545,43 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     }
     let report = report::report(plan, &outcomes, &packaged, &ledger, &lock(&books), started.elapsed());
     Ok(Executed::Built(Box::new(report)))
+}
+
+/// Runs `work` for each item as a task on the runtime's worker threads, at most `n` at once,
+/// yielding the results as they finish (callers key them by item id, so completion order
+/// never shows). Polling every item from the one thread that drives the build saturated that
+/// thread long before the model servers were. Dropping the stream aborts the tasks still
+/// running, as dropping un-spawned futures would.
+fn on_workers<T, F, Fut>(
+    items: impl Iterator<Item = T>,
+    n: usize,
+    mut work: F,
+) -> impl futures::Stream<Item = Result<Fut::Output, BuildError>>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    futures::stream::iter(items).map(move |item| Joined(tokio::spawn(work(item)))).buffer_unordered(n)
+}
+
+/// A spawned item: its result, or the build's error if the task panicked; aborted on drop.
+struct Joined<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for Joined<T> {
+    type Output = Result<T, BuildError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|joined| joined.map_err(|e| BuildError::Stopped(format!("an item's task failed: {e}"))))
+    }
+}
+
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn num_cpus() -> usize {

@@ -61,12 +61,30 @@ impl Prompts {
 
     /// Renders one block with the stage's variables; surrounding whitespace is trimmed.
     pub fn render(&self, template: &str, block: &str, vars: &Value) -> Result<String, PromptError> {
-        let err =
-            |message: String| PromptError::Render { template: template.to_string(), block: block.to_string(), message };
-        let t = self.env.get_template(template).map_err(|e| err(e.to_string()))?;
+        let mut texts = self.render_blocks(template, &[block], vars)?;
+        Ok(texts.pop().unwrap_or_default())
+    }
+
+    /// Renders several blocks of one template with the same variables, in order. The template
+    /// is evaluated once for them all: evaluating it is most of what rendering costs.
+    pub fn render_blocks(&self, template: &str, blocks: &[&str], vars: &Value) -> Result<Vec<String>, PromptError> {
+        let err = |block: &str, message: String| PromptError::Render {
+            template: template.to_string(),
+            block: block.to_string(),
+            message,
+        };
+        let first = blocks.first().copied().unwrap_or_default();
+        let t = self.env.get_template(template).map_err(|e| err(first, e.to_string()))?;
         let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
-        let mut captured = t.render_captured(ctx).map_err(|e| err(e.to_string()))?;
-        let text = captured.with_state_mut(|state| state.render_block(block)).map_err(|e| err(e.to_string()))?;
-        Ok(text.trim().to_string())
+        let mut captured = t.render_captured(ctx).map_err(|e| err(first, e.to_string()))?;
+        captured.with_state_mut(|state| {
+            blocks
+                .iter()
+                .map(|block| {
+                    let text = state.render_block(block).map_err(|e| err(block, e.to_string()))?;
+                    Ok(text.trim().to_string())
+                })
+                .collect()
+        })
     }
 }

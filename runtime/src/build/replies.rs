@@ -8,6 +8,7 @@
 //! ignore `response_format` tend to send) is unwrapped before parsing.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
@@ -24,6 +25,8 @@ pub enum Field {
 pub struct ReplySchema {
     pub name: String,
     pub fields: Vec<(String, Field)>,
+    /// The `response_format` schema, made once and shared by every request that asks for it.
+    response: Arc<ResponseSchema>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,37 +46,49 @@ pub enum ReplyError {
 pub const IMAGE_TYPES: [&str; 9] =
     ["circuit", "chart", "bloch_sphere", "formula", "diagram", "table", "code_output", "decorative", "unknown"];
 
+/// A schema that depends on nothing, made on first use.
+macro_rules! fixed {
+    ($name:expr, $fields:expr) => {{
+        static SCHEMA: LazyLock<ReplySchema> = LazyLock::new(|| ReplySchema::new($name, $fields));
+        &SCHEMA
+    }};
+}
+
 impl ReplySchema {
     fn new(name: &str, fields: Vec<(&str, Field)>) -> ReplySchema {
-        ReplySchema { name: name.to_string(), fields: fields.into_iter().map(|(n, f)| (n.to_string(), f)).collect() }
+        let fields: Vec<(String, Field)> = fields.into_iter().map(|(n, f)| (n.to_string(), f)).collect();
+        let response = Arc::new(response_schema(name, &fields));
+        ReplySchema { name: name.to_string(), fields, response }
     }
 
-    pub fn transcription() -> ReplySchema {
-        let types = IMAGE_TYPES.iter().map(|s| s.to_string()).collect();
-        ReplySchema::new("transcription", vec![("image_type", Field::OneOf(types)), ("transcription", Field::Text)])
+    pub fn transcription() -> &'static ReplySchema {
+        fixed!("transcription", {
+            let types = IMAGE_TYPES.iter().map(|s| s.to_string()).collect();
+            vec![("image_type", Field::OneOf(types)), ("transcription", Field::Text)]
+        })
     }
 
-    pub fn decision() -> ReplySchema {
-        ReplySchema::new(
+    pub fn decision() -> &'static ReplySchema {
+        fixed!(
             "decision",
-            vec![("reason", Field::Text), ("decision", Field::OneOf(vec!["pass".into(), "reject".into()]))],
+            vec![("reason", Field::Text), ("decision", Field::OneOf(vec!["pass".into(), "reject".into()]))]
         )
     }
 
-    pub fn question(code: bool) -> ReplySchema {
+    pub fn question(code: bool) -> &'static ReplySchema {
         if code {
-            ReplySchema::new("question", vec![("question", Field::Text), ("entry_point", Field::Text)])
+            fixed!("question", vec![("question", Field::Text), ("entry_point", Field::Text)])
         } else {
-            ReplySchema::new("question", vec![("question", Field::Text)])
+            fixed!("question", vec![("question", Field::Text)])
         }
     }
 
-    pub fn test() -> ReplySchema {
-        ReplySchema::new("test", vec![("test_code", Field::Text)])
+    pub fn test() -> &'static ReplySchema {
+        fixed!("test", vec![("test_code", Field::Text)])
     }
 
-    pub fn answer() -> ReplySchema {
-        ReplySchema::new("answer", vec![("answer", Field::Text)])
+    pub fn answer() -> &'static ReplySchema {
+        fixed!("answer", vec![("answer", Field::Text)])
     }
 
     pub fn category(names: &[String]) -> ReplySchema {
@@ -81,20 +96,8 @@ impl ReplySchema {
     }
 
     /// The JSON schema sent as `response_format` (strict: all fields required, nothing else).
-    pub fn to_response_schema(&self) -> ResponseSchema {
-        let mut properties = serde_json::Map::new();
-        for (name, field) in &self.fields {
-            let p = match field {
-                Field::Text => json!({"type": "string"}),
-                Field::OneOf(values) => json!({"type": "string", "enum": values}),
-            };
-            properties.insert(name.clone(), p);
-        }
-        let required: Vec<&String> = self.fields.iter().map(|(n, _)| n).collect();
-        ResponseSchema {
-            name: self.name.clone(),
-            schema: json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false}),
-        }
+    pub fn to_response_schema(&self) -> Arc<ResponseSchema> {
+        self.response.clone()
     }
 
     /// Parses and validates a reply; the fields come back by name.
@@ -128,6 +131,22 @@ impl ReplySchema {
             out.insert(name.clone(), s);
         }
         Ok(out)
+    }
+}
+
+fn response_schema(name: &str, fields: &[(String, Field)]) -> ResponseSchema {
+    let mut properties = serde_json::Map::new();
+    for (name, field) in fields {
+        let p = match field {
+            Field::Text => json!({"type": "string"}),
+            Field::OneOf(values) => json!({"type": "string", "enum": values}),
+        };
+        properties.insert(name.clone(), p);
+    }
+    let required: Vec<&String> = fields.iter().map(|(n, _)| n).collect();
+    ResponseSchema {
+        name: name.to_string(),
+        schema: json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false}),
     }
 }
 

@@ -100,7 +100,7 @@ impl TaskRecord {
     }
 }
 
-pub async fn task(ctx: &Ctx<'_>, input: TaskInput) -> TaskRecord {
+pub async fn task(ctx: &Ctx, input: TaskInput) -> TaskRecord {
     let mut rec = TaskRecord {
         input,
         fate: Fate::Accepted,
@@ -153,7 +153,7 @@ fn task_type(rec: &TaskRecord) -> Option<TaskType> {
     TaskType::parse(&rec.input.question_type)
 }
 
-fn failed(ctx: &Ctx<'_>, rec: &mut TaskRecord, kind: StageKind, error: &super::calls::CallError) -> StageFate {
+fn failed(ctx: &Ctx, rec: &mut TaskRecord, kind: StageKind, error: &super::calls::CallError) -> StageFate {
     match ctx.on_failure(kind, &rec.input.task_id, error) {
         OnFailure::Keep(_) | OnFailure::Drop(_) => {
             // Attempts are the requests the failed call sent; earlier turns of the conversation
@@ -165,7 +165,7 @@ fn failed(ctx: &Ctx<'_>, rec: &mut TaskRecord, kind: StageKind, error: &super::c
     }
 }
 
-async fn plan(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
+async fn plan(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let Some(stage) = ctx.stage(StageKind::Plan) else { return StageFate::Failed };
     let code = rec.input.is_code();
     let mut input = PlanInput { task: rec.input.clone(), state: PlanState::default() };
@@ -242,14 +242,14 @@ async fn plan(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
 }
 
 async fn ask(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     conv: &mut Conversation<'_>,
     step: &str,
     input: &PlanInput,
-    schema: ReplySchema,
+    schema: &ReplySchema,
     calls: &mut Vec<CallTrace>,
 ) -> Result<super::calls::Reply, super::calls::CallError> {
-    ctx.caller.ask(conv, step, &input.variables(), &to_value(input), &schema, calls).await
+    ctx.caller.ask(conv, step, &input.variables(), &|| to_value(input), schema, calls).await
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -257,14 +257,14 @@ fn is_identifier(s: &str) -> bool {
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-async fn candidate_filter(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
+async fn candidate_filter(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let input = CandidateFilterInput { task: rec.input.clone(), candidate: rec.candidate.clone() };
     judge(ctx, rec, StageKind::CandidateFilter, input.variables(), to_value(&input)).await
 }
 
 /// A pass/reject stage: one `user` step with the decision schema; a missing stage passes.
 async fn judge(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     rec: &mut TaskRecord,
     kind: StageKind,
     vars: serde_json::Value,
@@ -272,12 +272,12 @@ async fn judge(
 ) -> StageFate {
     let Some(stage) = ctx.stage(kind) else { return StageFate::Passed };
     let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
-    let reply = ctx.caller.ask(&mut conv, "user", &vars, &inputs, &ReplySchema::decision(), &mut rec.calls).await;
+    let reply = ctx.caller.ask(&mut conv, "user", &vars, &|| inputs.clone(), ReplySchema::decision(), &mut rec.calls).await;
     let id = rec.input.task_id.clone();
     decide(ctx, kind, &id, reply, &mut rec.fate, &mut rec.decisions)
 }
 
-async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
+async fn answer(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let Some(stage) = ctx.stage(StageKind::Answer) else { return StageFate::Failed };
     let max_attempts = ctx.plan.verify.as_ref().map_or(1, |v| v.max_attempts.max(1)) as u32;
     let mut input = AnswerInput {
@@ -294,7 +294,7 @@ async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
         let step = if attempt == 1 { "user" } else { "correction" };
         let reply = ctx
             .caller
-            .ask(&mut conv, step, &input.variables(), &to_value(&input), &ReplySchema::answer(), &mut rec.calls)
+            .ask(&mut conv, step, &input.variables(), &|| to_value(&input), ReplySchema::answer(), &mut rec.calls)
             .await;
         let answer = match reply {
             Ok(r) if r.get("answer").trim().is_empty() => {
@@ -335,12 +335,12 @@ async fn answer(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
     rec.reject(StageKind::Answer, format!("the answer failed verification {tries} time(s); last: {last}"))
 }
 
-async fn curate(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
+async fn curate(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let input = CurateInput { task: rec.input.clone(), candidate: rec.candidate.clone(), answer: rec.answer.clone() };
     judge(ctx, rec, StageKind::Curate, input.variables(), to_value(&input)).await
 }
 
-async fn classify(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
+async fn classify(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let Some(stage) = ctx.stage(StageKind::Classify) else { return StageFate::Passed };
     let input = ClassifyInput {
         task_id: rec.input.task_id.clone(),
@@ -354,7 +354,7 @@ async fn classify(ctx: &Ctx<'_>, rec: &mut TaskRecord) -> StageFate {
     let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
     let reply = ctx
         .caller
-        .ask(&mut conv, "user", &input.variables(), &to_value(&input), &ReplySchema::category(&names), &mut rec.calls)
+        .ask(&mut conv, "user", &input.variables(), &|| to_value(&input), &ReplySchema::category(&names), &mut rec.calls)
         .await;
     match reply {
         Ok(r) => {

@@ -79,7 +79,8 @@ pub struct ChatRequest {
     pub max_tokens: u64,
     pub seed: u64,
     /// The JSON schema the reply must satisfy, with its name.
-    pub response_schema: Option<ResponseSchema>,
+    /// Shared: a stage asks every call with the same schema.
+    pub response_schema: Option<std::sync::Arc<ResponseSchema>>,
     /// How the schema is put to the server. Part of the key only when it is not the default, so
     /// the keys of requests recorded before the setting existed are unchanged.
     #[serde(default, skip_serializing_if = "StructuredOutput::is_default")]
@@ -118,7 +119,7 @@ impl ChatRequest {
 
     /// The canonical JSON (what the `requests` journal records) and its sha256, made once.
     pub fn canonical_and_key(&self) -> (String, [u8; 32]) {
-        let mut out = Vec::with_capacity(self.text_chars() + 512);
+        let mut out = Vec::with_capacity(self.text_bytes() + 512);
         self.write_canonical(&mut out);
         let key = Sha256::digest(&out).into();
         // Only JSON punctuation and serde_json's escaped strings were written: valid UTF-8.
@@ -214,7 +215,19 @@ impl ChatRequest {
 
     /// Characters of text the request carries (messages only), for token estimates.
     pub fn text_chars(&self) -> usize {
-        self.messages.iter().map(|m| m.plain_text().chars().count()).sum()
+        self.texts().map(|t| t.chars().count()).sum()
+    }
+
+    /// Bytes of text the request carries: what its JSON forms are sized by.
+    pub fn text_bytes(&self) -> usize {
+        self.texts().map(str::len).sum()
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        self.messages.iter().flat_map(|m| &m.content).filter_map(|p| match p {
+            Part::Text { text } => Some(text.as_str()),
+            Part::Image { .. } => None,
+        })
     }
 }
 
@@ -238,13 +251,19 @@ pub struct ChatResponse {
 impl ChatResponse {
     /// The response's identity for provenance: what the dataset depends on, no metadata.
     pub fn hash(&self) -> String {
-        let v = serde_json::json!({
-            "content": self.content,
-            "model": self.model,
-            "system_fingerprint": self.system_fingerprint,
-            "finish_reason": self.finish_reason,
-        });
-        hex::encode(Sha256::digest(json::canonical(&v).as_bytes()))
+        // The canonical JSON of these four fields, keys in byte order, written directly (this
+        // runs for every call); `the_response_hash_is_over_the_canonical_form` checks it.
+        let mut out = Vec::with_capacity(self.content.len() + 128);
+        out.extend_from_slice(b"{\"content\":");
+        json::scalar(&self.content, &mut out);
+        out.extend_from_slice(b",\"finish_reason\":");
+        json::scalar(&self.finish_reason, &mut out);
+        out.extend_from_slice(b",\"model\":");
+        json::scalar(&self.model, &mut out);
+        out.extend_from_slice(b",\"system_fingerprint\":");
+        json::scalar(&self.system_fingerprint, &mut out);
+        out.push(b'}');
+        hex::encode(Sha256::digest(&out))
     }
 }
 
@@ -331,15 +350,42 @@ mod tests {
         r.top_p = Some(0.95);
         r.temperature = 1e-7;
         r.messages.push(Message::text(Role::Assistant, "\"quoted\" \u{1} é \u{2028} ```json\n{}```"));
-        r.response_schema = Some(ResponseSchema {
+        r.response_schema = Some(std::sync::Arc::new(ResponseSchema {
             name: "decision".into(),
             schema: serde_json::json!({"z": [1, {"b": null, "a": true}]}),
-        });
+        }));
         assert_eq!(r.canonical_and_key().0, generic(&r));
         r.structured_output = StructuredOutput::Prompt;
         r.temperature = f64::NAN;
         assert_eq!(r.canonical_and_key().0, generic(&r));
         assert_eq!(r.canonical_and_key().1, <[u8; 32]>::from(Sha256::digest(generic(&r).as_bytes())));
+    }
+
+    #[test]
+    fn the_response_hash_is_over_the_canonical_form() {
+        let generic = |r: &ChatResponse| {
+            let v = serde_json::json!({
+                "content": r.content,
+                "model": r.model,
+                "system_fingerprint": r.system_fingerprint,
+                "finish_reason": r.finish_reason,
+            });
+            hex::encode(Sha256::digest(json::canonical(&v).as_bytes()))
+        };
+        let mut r = ChatResponse {
+            content: "{\"a\": \"é\u{1}\"}".into(),
+            model: "m".into(),
+            system_fingerprint: None,
+            finish_reason: Some("stop".into()),
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4 },
+        };
+        assert_eq!(r.hash(), generic(&r));
+        r.system_fingerprint = Some("fp".into());
+        r.finish_reason = None;
+        assert_eq!(r.hash(), generic(&r));
+        let before = r.hash();
+        r.usage.prompt_tokens = 9;
+        assert_eq!(r.hash(), before, "usage is not identity");
     }
 
     #[test]

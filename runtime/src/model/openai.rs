@@ -13,10 +13,12 @@
 //! The API key goes only into the `Authorization` header; it is never part of an error message,
 //! a trace or anything written (errors name the endpoint as `host:port`).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::throttle::Throttle;
@@ -43,11 +45,33 @@ impl std::fmt::Debug for Connection {
 /// 30 s); a success clears it. When every connection is down, the one due back first is tried,
 /// so a build never stalls on the marks alone.
 pub struct Router {
-    connections: Vec<Connection>,
+    connections: Vec<Route>,
     state: std::sync::Mutex<Vec<RouteState>>,
     /// Set once a server refused the `json_schema` form: later calls start in the `json_object`
     /// form instead of paying a refusal each.
     json_object: std::sync::atomic::AtomicBool,
+}
+
+/// A connection as requests use it, worked out once: the completions URL, `host:port` and the
+/// `Authorization` header (marked sensitive, so it is never printed).
+struct Route {
+    url: Result<reqwest::Url, String>,
+    endpoint: String,
+    authorization: Option<reqwest::header::HeaderValue>,
+}
+
+impl Route {
+    fn new(c: &Connection) -> Route {
+        let endpoint = endpoint_of(&c.base_url);
+        let url = format!("{}/chat/completions", c.base_url.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("the base URL of {endpoint} is not a URL ({e})"));
+        let authorization = c.api_key.as_deref().filter(|k| !k.is_empty()).and_then(|k| {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Route { url, endpoint, authorization }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -60,6 +84,7 @@ struct RouteState {
 impl Router {
     pub fn new(connections: Vec<Connection>) -> Router {
         let state = std::sync::Mutex::new(vec![RouteState::default(); connections.len()]);
+        let connections = connections.iter().map(Route::new).collect();
         Router { connections, state, json_object: std::sync::atomic::AtomicBool::new(false) }
     }
 
@@ -71,7 +96,7 @@ impl Router {
         self.connections.is_empty()
     }
 
-    fn pick(&self) -> Option<(usize, &Connection)> {
+    fn pick(&self) -> Option<(usize, &Route)> {
         let now = std::time::Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let up = |s: &RouteState| s.down_until.is_none_or(|t| t <= now);
@@ -177,12 +202,18 @@ impl Client {
         throttle: &Throttle,
         image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     ) -> Result<Completed, CallFailure> {
-        let mut body = body(request, image).map_err(|message| CallFailure::before_sending(String::new(), message))?;
+        let mut form = request.structured_output;
         if router.json_object.load(std::sync::atomic::Ordering::Relaxed)
-            && let Some(form) = json_object_form(&body)
+            && let Some(fallback) = fallback_form(request, form)
         {
-            body = form;
+            form = fallback;
         }
+        let write = |form| {
+            body_bytes(request, form, image)
+                .map(bytes::Bytes::from)
+                .map_err(|message| CallFailure::before_sending(String::new(), message))
+        };
+        let mut body = write(form)?;
         let mut attempt = 0u32;
         let estimate = request.estimated_tokens();
         // The refused first form is an attempt, but not one of the retries.
@@ -192,12 +223,18 @@ impl Client {
             let permit = throttle.acquire(estimate).await;
             // Each attempt picks its connection: a retry after a refused connection goes to
             // another endpoint when there is one.
-            let Some((k, connection)) = router.pick() else {
+            let Some((k, route)) = router.pick() else {
                 return Err(CallFailure::before_sending(String::new(), "the model has no endpoint".into()));
             };
-            let endpoint = endpoint_of(&connection.base_url);
-            let url = format!("{}/chat/completions", connection.base_url.trim_end_matches('/'));
-            let outcome = self.once(&url, connection, &body).await;
+            let endpoint = route.endpoint.clone();
+            let url = match &route.url {
+                Ok(url) => url,
+                Err(message) => {
+                    router.done(k, true);
+                    return Err(CallFailure::before_sending(endpoint, message.clone()));
+                }
+            };
+            let outcome = self.once(url, route, &body).await;
             // A server that refuses the `json_schema` form names `response_format` in its error
             // (llama-cpp-python 0.3 answers 500); it is asked once more, at once, in the
             // `json_object` form with the same schema, which such servers enforce.
@@ -205,7 +242,7 @@ impl Client {
                 Attempt::Final(message, _) | Attempt::Transient { message, .. }
                     if message.contains("response_format") =>
                 {
-                    json_object_form(&body)
+                    fallback_form(request, form)
                 }
                 _ => None,
             };
@@ -227,7 +264,8 @@ impl Client {
             // The slot is free again before any backoff sleep.
             drop(permit);
             if let Some(fallback) = fallback {
-                body = fallback;
+                form = fallback;
+                body = write(form)?;
                 fell_back = true;
                 router.json_object.store(true, std::sync::atomic::Ordering::Relaxed);
                 continue;
@@ -249,10 +287,14 @@ impl Client {
         }
     }
 
-    async fn once(&self, url: &str, connection: &Connection, body: &Value) -> Attempt {
-        let mut req = self.http.post(url).json(body);
-        if let Some(key) = connection.api_key.as_deref().filter(|k| !k.is_empty()) {
-            req = req.bearer_auth(key);
+    async fn once(&self, url: &reqwest::Url, route: &Route, body: &bytes::Bytes) -> Attempt {
+        let mut req = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if let Some(authorization) = &route.authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         let resp = match req.send().await {
             Ok(r) => r,
@@ -266,15 +308,15 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(300.0)));
-        let text = match resp.text().await {
-            Ok(t) => t,
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
             Err(e) => {
                 let message = format!("the body was cut short ({})", describe(&e));
                 return Attempt::Transient { message, retry_after, status: Some(status.as_u16()) };
             }
         };
         if !status.is_success() {
-            let message = format!("HTTP {}: {}", status.as_u16(), server_message(&text));
+            let message = format!("HTTP {}: {}", status.as_u16(), server_message(&String::from_utf8_lossy(&bytes)));
             let transient = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
             let code = Some(status.as_u16());
             return if transient {
@@ -283,7 +325,7 @@ impl Client {
                 Attempt::Final(message, status.as_u16())
             };
         }
-        match parse(&text) {
+        match parse_bytes(&bytes) {
             Ok(r) => Attempt::Done(r),
             // A 200 with a body we cannot read is what a proxy that cut the stream sends.
             Err(e) => Attempt::Transient { message: e, retry_after: None, status: Some(200) },
@@ -291,129 +333,220 @@ impl Client {
     }
 }
 
-/// The chat-completions body for a request, exactly as sent (and as a batch export writes it);
-/// only a server that refuses its `response_format` gets [`json_object_form`] instead.
+/// The chat-completions body for a request in its declared form, as [`body_bytes`] sends it
+/// (and as a batch export writes it).
 pub fn body(request: &ChatRequest, image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync)) -> Result<Value, String> {
-    let mut messages = Vec::with_capacity(request.messages.len());
+    let bytes = body_bytes(request, request.structured_output, image)?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("cannot read back a request body: {e}"))
+}
+
+/// The chat-completions body as sent, with the schema put to the server in `form`: JSON bytes
+/// written straight from the request. Building a `Value` of every body (its prompt texts and
+/// base64 images copied into a tree, serialised, then freed) cost more than sending it.
+pub fn body_bytes(
+    request: &ChatRequest,
+    form: StructuredOutput,
+    image: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
+) -> Result<Vec<u8>, String> {
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
     for m in &request.messages {
         let role = match m.role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
         };
-        let only_text = m.content.iter().all(|p| matches!(p, Part::Text { .. }));
-        let content = if only_text {
-            let text: Vec<&str> = m
-                .content
-                .iter()
-                .filter_map(|p| if let Part::Text { text } = p { Some(text.as_str()) } else { None })
-                .collect();
-            json!(text.join("\n\n"))
-        } else {
-            let mut parts = Vec::new();
-            for p in &m.content {
-                match p {
-                    Part::Text { text } => parts.push(json!({"type": "text", "text": text})),
-                    Part::Image { sha256 } => {
-                        let bytes = image(sha256).ok_or_else(|| format!("image {sha256} is not in the store"))?;
-                        let url = format!(
-                            "data:image/png;base64,{}",
-                            base64::engine::general_purpose::STANDARD.encode(bytes)
-                        );
-                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-                    }
+        let content = match m.content.as_slice() {
+            [Part::Text { text }] => WireContent::Text(Cow::Borrowed(text)),
+            parts if parts.iter().all(|p| matches!(p, Part::Text { .. })) => {
+                let texts: Vec<&str> = parts
+                    .iter()
+                    .filter_map(|p| if let Part::Text { text } = p { Some(text.as_str()) } else { None })
+                    .collect();
+                WireContent::Text(Cow::Owned(texts.join("\n\n")))
+            }
+            parts => {
+                let mut wire = Vec::with_capacity(parts.len());
+                for p in parts {
+                    wire.push(match p {
+                        Part::Text { text } => WirePart::Text { text: Cow::Borrowed(text) },
+                        Part::Image { sha256 } => {
+                            let bytes = image(sha256).ok_or_else(|| format!("image {sha256} is not in the store"))?;
+                            let url = format!(
+                                "data:image/png;base64,{}",
+                                base64::engine::general_purpose::STANDARD.encode(bytes)
+                            );
+                            WirePart::ImageUrl { image_url: ImageUrl { url } }
+                        }
+                    });
                 }
+                WireContent::Parts(wire)
             }
-            json!(parts)
         };
-        messages.push(json!({"role": role, "content": content}));
+        messages.push(WireMessage { role, content });
     }
-    if let Some(schema) = &request.response_schema
-        && request.structured_output == StructuredOutput::Prompt
-    {
-        state_schema(&mut messages, &schema.schema);
-    }
-    let mut body = json!({
-        "model": request.model,
-        "messages": messages,
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-        "seed": request.seed,
-    });
-    if let Some(top_p) = request.top_p {
-        body["top_p"] = json!(top_p);
-    }
-    if let Some(schema) = &request.response_schema {
-        match request.structured_output {
-            StructuredOutput::JsonSchema => {
-                body["response_format"] = json!({
-                    "type": "json_schema",
-                    "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
-                });
-            }
-            StructuredOutput::JsonObject => {
-                body["response_format"] = json!({"type": "json_object", "schema": schema.schema});
-            }
-            // Stated in the messages above.
-            StructuredOutput::Prompt => {}
+    let schema = request.response_schema.as_deref();
+    let response_format = match (schema, form) {
+        (Some(s), StructuredOutput::JsonSchema) => Some(ResponseFormat::JsonSchema {
+            json_schema: JsonSchemaFormat { name: &s.name, schema: &s.schema, strict: true },
+        }),
+        (Some(s), StructuredOutput::JsonObject) => Some(ResponseFormat::JsonObject { schema: &s.schema }),
+        (Some(s), StructuredOutput::Prompt) => {
+            state_schema(&mut messages, &s.schema);
+            None
         }
-    }
-    Ok(body)
+        (None, _) => None,
+    };
+    let body = Body {
+        model: &request.model,
+        messages,
+        temperature: request.temperature,
+        max_tokens: request.max_tokens,
+        seed: request.seed,
+        top_p: request.top_p,
+        response_format,
+    };
+    let mut out = Vec::with_capacity(request.text_bytes() + 512);
+    serde_json::to_writer(&mut out, &body).map_err(|e| format!("cannot write the request body: {e}"))?;
+    Ok(out)
+}
+
+/// The form to ask in again when a server refuses the request's own: only a `json_schema`
+/// request has one, `json_object` with the same schema (what llama-cpp-python's server takes).
+fn fallback_form(request: &ChatRequest, form: StructuredOutput) -> Option<StructuredOutput> {
+    (request.response_schema.is_some() && form == StructuredOutput::JsonSchema).then_some(StructuredOutput::JsonObject)
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    temperature: f64,
+    max_tokens: u64,
+    seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: WireContent<'a>,
+}
+
+/// A message's content: a string when it is only text, else typed parts.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<WirePart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WirePart<'a> {
+    Text { text: Cow<'a, str> },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Serialize)]
+struct ImageUrl {
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseFormat<'a> {
+    JsonSchema { json_schema: JsonSchemaFormat<'a> },
+    JsonObject { schema: &'a Value },
+}
+
+#[derive(Serialize)]
+struct JsonSchemaFormat<'a> {
+    name: &'a str,
+    schema: &'a Value,
+    strict: bool,
 }
 
 /// For servers that ignore `response_format`: the schema is stated at the end of the system
 /// message (a system message is added first if there is none; many chat templates take only
 /// one). The reply is still validated against it.
-fn state_schema(messages: &mut Vec<Value>, schema: &Value) {
+fn state_schema(messages: &mut Vec<WireMessage<'_>>, schema: &Value) {
     let instruction = format!(
         "Reply with one JSON object and nothing else. It must validate against this JSON schema:\n{}",
         crate::model::json::canonical(schema)
     );
     match messages.first_mut() {
-        Some(first) if first["role"] == "system" && first["content"].is_string() => {
-            let text = first["content"].as_str().unwrap_or_default();
-            first["content"] = json!(format!("{text}\n\n{instruction}"));
-        }
-        Some(first) if first["role"] == "system" => {
-            if let Some(parts) = first["content"].as_array_mut() {
-                parts.push(json!({"type": "text", "text": instruction}));
-            }
-        }
-        _ => messages.insert(0, json!({"role": "system", "content": instruction})),
+        Some(first) if first.role == "system" => match &mut first.content {
+            WireContent::Text(text) => *text = Cow::Owned(format!("{text}\n\n{instruction}")),
+            WireContent::Parts(parts) => parts.push(WirePart::Text { text: Cow::Owned(instruction) }),
+        },
+        _ => messages.insert(0, WireMessage { role: "system", content: WireContent::Text(Cow::Owned(instruction)) }),
     }
-}
-
-/// The body with its `json_schema` response format rewritten as `{"type": "json_object",
-/// "schema": …}`, the form llama-cpp-python's server accepts; `None` if it has no `json_schema`.
-fn json_object_form(body: &Value) -> Option<Value> {
-    let format = body.get("response_format")?;
-    if format.get("type").and_then(Value::as_str) != Some("json_schema") {
-        return None;
-    }
-    let schema = format.get("json_schema")?.get("schema")?.clone();
-    let mut body = body.clone();
-    body["response_format"] = json!({"type": "json_object", "schema": schema});
-    Some(body)
 }
 
 /// Reads a chat-completions reply.
 pub fn parse(text: &str) -> Result<ChatResponse, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("the reply is not JSON ({e})"))?;
-    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or("the reply has no choices")?;
+    parse_bytes(text.as_bytes())
+}
+
+/// Reads a chat-completions reply from its body's bytes: only the fields sdc keeps are read,
+/// into a typed view borrowing the body, not a `Value` tree of the whole reply.
+pub fn parse_bytes(body: &[u8]) -> Result<ChatResponse, String> {
+    let reply: WireReply<'_> = serde_json::from_slice(body).map_err(|e| format!("the reply is not JSON ({e})"))?;
+    let choice = reply.choices.into_iter().flatten().next().ok_or("the reply has no choices")?;
     let content = choice
-        .get("message")
-        .and_then(|m| m.get("content"))
-        .and_then(Value::as_str)
+        .message
+        .and_then(|m| m.content)
         .ok_or("the reply's first choice has no message content")?;
-    let usage = v.get("usage");
-    let tokens = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    let usage = reply.usage.unwrap_or_default();
     Ok(ChatResponse {
-        content: content.to_string(),
-        model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
-        system_fingerprint: v.get("system_fingerprint").and_then(Value::as_str).map(str::to_string),
-        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
-        usage: Usage { prompt_tokens: tokens("prompt_tokens"), completion_tokens: tokens("completion_tokens") },
+        content: content.into_owned(),
+        model: reply.model.map(Cow::into_owned).unwrap_or_default(),
+        system_fingerprint: reply.system_fingerprint.map(Cow::into_owned),
+        finish_reason: choice.finish_reason.map(Cow::into_owned),
+        usage: Usage {
+            prompt_tokens: usage.prompt_tokens.unwrap_or(0),
+            completion_tokens: usage.completion_tokens.unwrap_or(0),
+        },
     })
+}
+
+/// What sdc reads of a reply; other fields are skipped. A field of another type than this
+/// (a number for `model`, say) makes the reply malformed, as it is.
+#[derive(serde::Deserialize)]
+struct WireReply<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    system_fingerprint: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<WireChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<WireReplyMessage<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireReplyMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
 }
 
 /// `min(max, base·2^(attempt−1))`, scaled by a factor in [0.5, 1) from (request key, attempt).
@@ -470,6 +603,10 @@ pub fn endpoint_of(base_url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
     use super::*;
     use crate::model::{Message, ResponseSchema};
 
@@ -487,7 +624,7 @@ mod tests {
             top_p: None,
             max_tokens: 10,
             seed: 7,
-            response_schema: Some(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) }),
+            response_schema: Some(Arc::new(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) })),
             structured_output: StructuredOutput::default(),
             builtin: None,
         }
@@ -637,7 +774,7 @@ mod tests {
         r.structured_output = StructuredOutput::JsonObject;
         let b = body(&r, &image).unwrap();
         assert_eq!(b["response_format"], json!({"type": "json_object", "schema": {"type": "object"}}));
-        assert_eq!(json_object_form(&b), None, "no fallback from a declared form");
+        assert_eq!(fallback_form(&r, r.structured_output), None, "no fallback from a declared form");
 
         r.structured_output = StructuredOutput::Prompt;
         let b = body(&r, &image).unwrap();
@@ -656,14 +793,54 @@ mod tests {
 
     #[test]
     fn the_json_object_fallback_keeps_the_schema_and_applies_once() {
-        let b = body(&request(), &|_| Some(vec![1])).unwrap();
-        let f = json_object_form(&b).expect("a json_schema body has a fallback");
+        let image = |_: &str| Some(vec![1]);
+        let r = request();
+        let b = body(&r, &image).unwrap();
+        let form = fallback_form(&r, r.structured_output).expect("a json_schema request has a fallback");
+        let f: Value = serde_json::from_slice(&body_bytes(&r, form, &image).unwrap()).unwrap();
         assert_eq!(f["response_format"], json!({"type": "json_object", "schema": {"type": "object"}}));
         assert_eq!(f["messages"], b["messages"]);
-        assert_eq!(json_object_form(&f), None, "the fallback is tried once, not again");
-        let mut plain = b.clone();
-        plain.as_object_mut().unwrap().remove("response_format");
-        assert_eq!(json_object_form(&plain), None);
+        assert_eq!(fallback_form(&r, form), None, "the fallback is tried once, not again");
+        let mut plain = r.clone();
+        plain.response_schema = None;
+        assert_eq!(fallback_form(&plain, plain.structured_output), None);
+    }
+
+    #[test]
+    fn the_body_is_exactly_the_chat_completions_body() {
+        let mut r = request();
+        r.top_p = Some(0.9);
+        r.messages.push(Message {
+            role: Role::Assistant,
+            content: vec![Part::Text { text: "a".into() }, Part::Text { text: "b".into() }],
+        });
+        let b = body(&r, &|_| Some(vec![1, 2, 3])).unwrap();
+        assert_eq!(
+            b,
+            json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "what?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AQID"}},
+                    ]},
+                    {"role": "assistant", "content": "a\n\nb"},
+                ],
+                "temperature": 0.5,
+                "max_tokens": 10,
+                "seed": 7,
+                "top_p": 0.9,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "decision", "schema": {"type": "object"}, "strict": true},
+                },
+            })
+        );
+        r.top_p = None;
+        r.response_schema = None;
+        let b = body(&r, &|_| Some(vec![1])).unwrap();
+        assert!(b.get("top_p").is_none() && b.get("response_format").is_none(), "{b}");
     }
 
     #[test]

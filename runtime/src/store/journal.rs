@@ -68,11 +68,22 @@ struct Segments {
     dir: PathBuf,
     current: Option<(u32, File, u64)>,
     next_segment: u32,
+    /// The record being written, kept between appends: a build appends once or twice per call.
+    record: Vec<u8>,
 }
 
 impl Segments {
     fn new(dir: &Path, segments: &[u32]) -> Segments {
-        Segments { dir: dir.to_path_buf(), current: None, next_segment: segments.last().map_or(1, |s| s + 1) }
+        Segments {
+            dir: dir.to_path_buf(),
+            current: None,
+            next_segment: segments.last().map_or(1, |s| s + 1),
+            record: Vec::new(),
+        }
+    }
+
+    fn segment_path(&self, segment: u32) -> PathBuf {
+        self.dir.join(format!("{segment:06}.log"))
     }
 
     /// Appends one record; returns where its value is and whether a new segment was opened.
@@ -87,23 +98,30 @@ impl Segments {
         if opened {
             let segment = self.next_segment;
             self.next_segment += 1;
-            let path = self.dir.join(format!("{segment:06}.log"));
+            let path = self.segment_path(segment);
             let file = OpenOptions::new().create_new(true).read(true).append(true).open(&path).map_err(io(&path))?;
             self.current = Some((segment, file, 0));
         }
-        let Some((segment, file, end)) = self.current.as_mut() else {
-            return Err(StoreError::Io { path: self.dir.clone(), source: std::io::Error::other("no segment open") });
-        };
-        let mut record = Vec::with_capacity(HEADER + value.len());
+        let record = &mut self.record;
+        record.clear();
         record.extend_from_slice(&MAGIC.to_le_bytes());
         record.extend_from_slice(key);
         record.extend_from_slice(&(value.len() as u32).to_le_bytes());
         record.extend_from_slice(&checksum(key, value).to_le_bytes());
         record.extend_from_slice(value);
-        let path = self.dir.join(format!("{segment:06}.log"));
-        file.write_all(&record).map_err(io(&path))?;
-        let at = Location { segment: *segment, len: value.len() as u32, offset: *end + HEADER as u64 };
+        let Some((segment, file, end)) = self.current.as_mut() else {
+            return Err(StoreError::Io { path: self.dir.clone(), source: std::io::Error::other("no segment open") });
+        };
+        let segment = *segment;
+        if let Err(e) = file.write_all(record) {
+            return Err(StoreError::Io { path: self.segment_path(segment), source: e });
+        }
+        let at = Location { segment, len: value.len() as u32, offset: *end + HEADER as u64 };
         *end += record.len() as u64;
+        // A rare huge record does not stay allocated.
+        if record.capacity() > 1 << 20 {
+            *record = Vec::new();
+        }
         Ok((at, opened))
     }
 }

@@ -46,7 +46,7 @@ pub fn key(python_version: &str, requirements_sha256: &str) -> String {
 }
 
 /// The environment for `req`, created first if needed; `note` hears what is being done.
-pub async fn ensure(req: &Request<'_>, note: &dyn Fn(String)) -> Result<Environment, EnvError> {
+pub async fn ensure(req: &Request<'_>, note: &(dyn Fn(String) + Sync)) -> Result<Environment, EnvError> {
     let requirements = match req.requirements {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| EnvError::Requirements(path.to_path_buf(), e))?;
