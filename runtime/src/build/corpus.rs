@@ -93,4 +93,14 @@ impl Chunks {
     pub fn load(&self, meta: &ChunkMeta) -> Result<Chunk, SpillError> {
         self.reader.get(meta.slot)
     }
+
+    /// Only the chunk's parts, what the chunk filter reads with the metadata: the rest of the
+    /// record (its text again, code, neighbours) is skipped rather than copied out.
+    pub fn load_parts(&self, meta: &ChunkMeta) -> Result<Vec<ChunkPart>, SpillError> {
+        #[derive(serde::Deserialize)]
+        struct Parts {
+            parts: Vec<ChunkPart>,
+        }
+        Ok(self.reader.get::<Parts>(meta.slot)?.parts)
+    }
 }

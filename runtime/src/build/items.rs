@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use super::calls::{CallError, CallTrace, Conversation};
+use super::corpus::ChunkMeta;
 use super::inputs::{ChunkFilterInput, ImageFilterInput, ImageInfo, TranscribeInput};
 use super::outcome::{Fate, StageFate};
 use super::replies::ReplySchema;
-use crate::ingest::chunk::Chunk;
+use crate::ingest::chunk::ChunkPart;
 use crate::ingest::{Document, ImageRecord};
 
 /// A filter's decision, as provenance records it.
@@ -191,7 +192,7 @@ pub fn decide(
     }
 }
 
-pub async fn chunk(ctx: &Ctx, chunk: &Chunk, document_path: &str) -> ChunkOutcome {
+pub async fn chunk(ctx: &Ctx, chunk: &ChunkMeta, parts: Vec<ChunkPart>, document_path: &str) -> ChunkOutcome {
     let mut out = ChunkOutcome {
         id: chunk.id.clone(),
         document_id: chunk.document_id.clone(),
@@ -203,10 +204,10 @@ pub async fn chunk(ctx: &Ctx, chunk: &Chunk, document_path: &str) -> ChunkOutcom
     let input = ChunkFilterInput {
         chunk_id: chunk.id.clone(),
         document_path: document_path.to_string(),
-        content: super::context::render(&chunk.parts),
-        has_code: !chunk.code_blocks.is_empty(),
+        content: super::context::render(&parts),
+        has_code: chunk.code_blocks > 0,
         has_images: !chunk.images.is_empty(),
-        parts: chunk.parts.clone(),
+        parts,
     };
     let mut conv = Conversation::new(stage, ctx.template(stage, None), &chunk.id, Vec::new());
     let reply = ctx

@@ -27,8 +27,8 @@ pub mod spill;
 pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -431,9 +431,8 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     progress.finish("transcribe");
     progress.finish("image_filter");
     add_wall(&books, &["transcribe", "image_filter"], t);
-    let doc_paths: Arc<BTreeMap<String, String>> = Arc::new(
-        ingested.documents.iter().map(|d| (d.id.clone(), format!("{}/{}", d.source, d.path))).collect(),
-    );
+    let doc_paths: Arc<BTreeMap<String, String>> =
+        Arc::new(ingested.documents.iter().map(|d| (d.id.clone(), format!("{}/{}", d.source, d.path))).collect());
     let corpus = Arc::new(corpus);
     let t = Clock::start();
     progress.start("chunk_filter", corpus.metas.len() as u64);
@@ -441,9 +440,10 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
     let mut finished = on_workers(0..corpus.metas.len(), n, |i| {
         let (ctx, corpus, doc_paths) = (ctx.clone(), corpus.clone(), doc_paths.clone());
         async move {
-            let chunk = corpus.load(&corpus.metas[i])?;
-            let path = doc_paths.get(chunk.document_id.as_str()).map_or("", String::as_str);
-            Ok::<_, spill::SpillError>(items::chunk(&ctx, &chunk, path).await)
+            let meta = &corpus.metas[i];
+            let parts = corpus.load_parts(meta)?;
+            let path = doc_paths.get(meta.document_id.as_str()).map_or("", String::as_str);
+            Ok::<_, spill::SpillError>(items::chunk(&ctx, meta, parts, path).await)
         }
     });
     while let Some(o) = finished.next().await {

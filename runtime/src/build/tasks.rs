@@ -272,7 +272,8 @@ async fn judge(
 ) -> StageFate {
     let Some(stage) = ctx.stage(kind) else { return StageFate::Passed };
     let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
-    let reply = ctx.caller.ask(&mut conv, "user", &vars, &|| inputs.clone(), ReplySchema::decision(), &mut rec.calls).await;
+    let reply =
+        ctx.caller.ask(&mut conv, "user", &vars, &|| inputs.clone(), ReplySchema::decision(), &mut rec.calls).await;
     let id = rec.input.task_id.clone();
     decide(ctx, kind, &id, reply, &mut rec.fate, &mut rec.decisions)
 }
@@ -354,7 +355,14 @@ async fn classify(ctx: &Ctx, rec: &mut TaskRecord) -> StageFate {
     let mut conv = Conversation::new(stage, ctx.template(stage, task_type(rec)), &rec.input.task_id, Vec::new());
     let reply = ctx
         .caller
-        .ask(&mut conv, "user", &input.variables(), &|| to_value(&input), &ReplySchema::category(&names), &mut rec.calls)
+        .ask(
+            &mut conv,
+            "user",
+            &input.variables(),
+            &|| to_value(&input),
+            &ReplySchema::category(&names),
+            &mut rec.calls,
+        )
         .await;
     match reply {
         Ok(r) => {

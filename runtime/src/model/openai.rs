@@ -288,11 +288,8 @@ impl Client {
     }
 
     async fn once(&self, url: &reqwest::Url, route: &Route, body: &bytes::Bytes) -> Attempt {
-        let mut req = self
-            .http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone());
+        let mut req =
+            self.http.post(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         if let Some(authorization) = &route.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
@@ -496,10 +493,7 @@ pub fn parse(text: &str) -> Result<ChatResponse, String> {
 pub fn parse_bytes(body: &[u8]) -> Result<ChatResponse, String> {
     let reply: WireReply<'_> = serde_json::from_slice(body).map_err(|e| format!("the reply is not JSON ({e})"))?;
     let choice = reply.choices.into_iter().flatten().next().ok_or("the reply has no choices")?;
-    let content = choice
-        .message
-        .and_then(|m| m.content)
-        .ok_or("the reply's first choice has no message content")?;
+    let content = choice.message.and_then(|m| m.content).ok_or("the reply's first choice has no message content")?;
     let usage = reply.usage.unwrap_or_default();
     Ok(ChatResponse {
         content: content.into_owned(),
@@ -624,7 +618,10 @@ mod tests {
             top_p: None,
             max_tokens: 10,
             seed: 7,
-            response_schema: Some(Arc::new(ResponseSchema { name: "decision".into(), schema: json!({"type": "object"}) })),
+            response_schema: Some(Arc::new(ResponseSchema {
+                name: "decision".into(),
+                schema: json!({"type": "object"}),
+            })),
             structured_output: StructuredOutput::default(),
             builtin: None,
         }
