@@ -64,7 +64,8 @@ impl Route {
     fn new(c: &Connection) -> Route {
         let endpoint = endpoint_of(&c.base_url);
         let url = format!("{}/chat/completions", c.base_url.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&url).map_err(|e| format!("the base URL of {endpoint} is not a URL ({e})"));
+        // The URL itself is not quoted: a base URL may carry a key in its query.
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("the model's base URL is not a valid URL ({e})"));
         let authorization = c.api_key.as_deref().filter(|k| !k.is_empty()).and_then(|k| {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
             v.set_sensitive(true);
