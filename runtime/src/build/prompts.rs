@@ -59,14 +59,9 @@ impl Prompts {
         self.blocks.get(template).is_some_and(|b| b.contains(block))
     }
 
-    /// Renders one block with the stage's variables; surrounding whitespace is trimmed.
-    pub fn render(&self, template: &str, block: &str, vars: &Value) -> Result<String, PromptError> {
-        let mut texts = self.render_blocks(template, &[block], vars)?;
-        Ok(texts.pop().unwrap_or_default())
-    }
-
-    /// Renders several blocks of one template with the same variables, in order. The template
-    /// is evaluated once for them all: evaluating it is most of what rendering costs.
+    /// Renders blocks of one template with the stage's variables, in order; surrounding
+    /// whitespace is trimmed. The template is evaluated once for them all (a step's `system`
+    /// and user blocks): evaluating it is most of what rendering costs.
     pub fn render_blocks(&self, template: &str, blocks: &[&str], vars: &Value) -> Result<Vec<String>, PromptError> {
         let err = |block: &str, message: String| PromptError::Render {
             template: template.to_string(),

@@ -847,6 +847,14 @@ mod tests {
         assert_eq!((r.model.as_str(), r.usage.prompt_tokens, r.usage.completion_tokens), ("m-1", 3, 2));
         assert_eq!(r.system_fingerprint.as_deref(), Some("fp"));
         assert!(parse(r#"{"choices":[]}"#).is_err());
+        assert_eq!(parse(r#"{"choices":null}"#).unwrap_err(), "the reply has no choices");
+        let content_null = r#"{"choices":[{"message":{"role":"assistant","content":null}}]}"#;
+        assert_eq!(parse(content_null).unwrap_err(), "the reply's first choice has no message content");
+        let bare = parse(r#"{"choices":[{"message":{"content":"x"}}],"usage":null,"extra":{"a":[1]}}"#).unwrap();
+        assert_eq!((bare.content.as_str(), bare.model.as_str(), bare.usage), ("x", "", Usage::default()));
+        assert_eq!((bare.system_fingerprint, bare.finish_reason), (None, None));
+        let escaped = parse(r#"{"choices":[{"message":{"content":"{\"a\": \"\u00e9\\n\"}"}}]}"#).unwrap();
+        assert_eq!(escaped.content, "{\"a\": \"é\\n\"}", "escaped content is unescaped, not borrowed raw");
         assert!(parse(r#"{"choi"#).is_err());
         assert_eq!(server_message(r#"{"error":{"message":"bad key"}}"#), "bad key");
         assert_eq!(server_message(""), "(empty body)");
