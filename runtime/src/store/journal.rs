@@ -173,7 +173,7 @@ impl Journal {
     }
 
     fn segment_path(&self, segment: u32) -> PathBuf {
-        self.dir.join(format!("{segment:06}.log"))
+        self.writer.segment_path(segment)
     }
 
     fn scan(&mut self, segment: u32) -> Result<(), StoreError> {
