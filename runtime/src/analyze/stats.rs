@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Dataset, OpenError, RejectedRow, SplitRows};
+use crate::build::ledger::StageTotals;
 
 pub const FORMAT: &str = "sdc-statistics-1";
 
@@ -29,7 +30,7 @@ pub struct Statistics {
     pub chunks: Option<ChunkStats>,
     pub verification: Verification,
     /// Calls, tokens and cost per (stage, model), from the stored responses.
-    pub tokens: Vec<StageTokens>,
+    pub tokens: Vec<StageTotals>,
     /// What the plots would need but the archive's provenance does not record.
     pub missing: Vec<String>,
 }
@@ -157,16 +158,6 @@ pub struct OutcomeCount {
     pub runs: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StageTokens {
-    pub stage: String,
-    pub model: String,
-    pub calls: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost: f64,
-}
-
 /// The parts of `provenance.json` analysis reads; all optional, so older archives still load.
 #[derive(Deserialize)]
 struct Provenance {
@@ -175,7 +166,7 @@ struct Provenance {
     #[serde(default)]
     chunk_sizes: Option<ChunkSizes>,
     #[serde(default)]
-    totals: Option<Vec<StageTokens>>,
+    totals: Option<Vec<StageTotals>>,
     #[serde(default)]
     skipped: Vec<Skipped>,
     #[serde(default)]

@@ -22,8 +22,9 @@ use serde::Serialize;
 use super::calls::CallTrace;
 use crate::model::Usage;
 
-/// Calls, tokens and cost of one (stage, model) pair.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// Calls, tokens and cost of one (stage, model) pair, as provenance records them (and
+/// `sdc analyze` reads them back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct StageTotals {
     pub stage: String,
     /// The model alias the stage calls.

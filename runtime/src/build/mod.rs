@@ -291,7 +291,7 @@ pub async fn collect(plan: &Plan, opts: &BuildOptions, stage: StageKind) -> Resu
 /// for the build: gathering tens of thousands of item results there meant waking that thread
 /// (a futex call and a context switch) for each one.
 async fn on_a_worker(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
-    let (plan, opts) = (plan.clone(), opts.clone());
+    let (plan, opts) = (Arc::new(plan.clone()), opts.clone());
     tokio::spawn(async move { execute(&plan, &opts, collect).await })
         .await
         .map_err(|e| BuildError::Stopped(format!("the build's task failed: {e}")))?
@@ -302,7 +302,7 @@ enum Executed {
     Collected(calls::Collected),
 }
 
-async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
+async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKind>) -> Result<Executed, BuildError> {
     let started = Instant::now();
     let store = Arc::new(Store::open(&opts.store_dir)?);
     let prompts = Prompts::load(&opts.prompts_dir, plan)?;
@@ -398,7 +398,7 @@ async fn execute(plan: &Plan, opts: &BuildOptions, collect: Option<StageKind>) -
         replay_only: opts.replay_only,
     };
     let ctx = Arc::new(Ctx {
-        plan: Arc::new(plan.clone()),
+        plan: plan.clone(),
         caller,
         books: books.clone(),
         verifier,

@@ -99,17 +99,8 @@ impl ChatRequest {
     /// prompt's text at about four characters a token, 85 per image (a low-detail tile), and
     /// every completion token it allows.
     pub fn estimated_tokens(&self) -> u64 {
-        let mut chars = 0usize;
-        let mut images = 0u64;
-        for m in &self.messages {
-            for p in &m.content {
-                match p {
-                    Part::Text { text } => chars += text.chars().count(),
-                    Part::Image { .. } => images += 1,
-                }
-            }
-        }
-        estimate_tokens(chars) + 85 * images + self.max_tokens
+        let images = self.messages.iter().flat_map(|m| &m.content).filter(|p| matches!(p, Part::Image { .. })).count();
+        estimate_tokens(self.text_chars()) + 85 * images as u64 + self.max_tokens
     }
 
     /// The request's identity: sha256 of its canonical JSON.
