@@ -3,7 +3,8 @@
 //! A stage holds a [`Conversation`] per item: its template's `system` block, then one user
 //! message per step (`user`, `refine`, `test`, `correction`, …) and the model's replies. Each
 //! step becomes a canonical [`ChatRequest`]; its key is looked up in the `responses` journal and
-//! only a miss reaches a provider, whose reply is stored before it is used. Either way the reply
+//! only a miss reaches a provider, whose reply is put in the store before it is used (the
+//! journal is write-behind: a `kill -9` can lose the last few milliseconds). Either way the reply
 //! is validated against the step's schema, and the call is counted — made or served — in the
 //! stage's statistics and the item's trace.
 
@@ -412,6 +413,14 @@ impl Caller {
         }
         lock(&self.responses).put(key, &bytes)?;
         Ok(Exchanged { stored, served: false, key })
+    }
+}
+
+impl Caller {
+    /// Writes the journals' pending records (they are write-behind: see `store::journal`).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        lock(&self.requests).flush()?;
+        lock(&self.responses).flush()
     }
 }
 

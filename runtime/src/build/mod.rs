@@ -388,8 +388,8 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
     }
     let caller = Caller {
         prompts,
-        responses: Mutex::new(store.journal("responses")?),
-        requests: Mutex::new(store.appender("requests")?),
+        responses: Mutex::new(store.journal("responses")?.write_behind()),
+        requests: Mutex::new(store.appender("requests")?.write_behind()),
         books: books.clone(),
         models: plan.models.clone(),
         online,
@@ -409,6 +409,7 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
     });
     let ingested = Arc::new(ingested);
     let n = opts.concurrency.max(1);
+    let flusher = Flusher::start(&ctx);
 
     // Images and chunks. Their calls go to the ledger as they finish; nothing after these
     // stages reads their traces or decisions, so they are not kept.
@@ -523,6 +524,8 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
     if let Some(c) = &ctx.caller.collect {
         return Ok(Executed::Collected(c.take()));
     }
+    drop(flusher);
+    ctx.caller.flush()?;
     drop(ctx);
     let chunk_sizes = ChunkSizes {
         chars: corpus.metas.iter().map(|m| m.chars).collect(),
@@ -563,6 +566,34 @@ where
     Fut::Output: Send + 'static,
 {
     futures::stream::iter(items).map(move |item| Joined(tokio::spawn(work(item)))).buffer_unordered(n)
+}
+
+/// Flushes the model-call journals every `FLUSH_EVERY` while items run, so a `kill -9` loses
+/// only the last few milliseconds of replies; stopped on drop. A failed write is not lost: the
+/// journal keeps failing, so the next call's store error stops the build.
+struct Flusher(tokio::task::JoinHandle<()>);
+
+impl Flusher {
+    fn start(ctx: &Arc<Ctx>) -> Flusher {
+        let ctx = Arc::downgrade(ctx);
+        Flusher(tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::store::FLUSH_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match ctx.upgrade() {
+                    Some(ctx) => _ = ctx.caller.flush(),
+                    None => break,
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A spawned item: its result, or the build's error if the task panicked; aborted on drop.

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use journal::{Appender, Journal, JournalStats};
+pub use journal::{Appender, FLUSH_EVERY, Journal, JournalStats};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the layout changes in a way older sdc versions could misread.
