@@ -51,8 +51,13 @@ impl SpillWriter {
 
     pub fn put<T: Serialize>(&mut self, record: &T) -> Result<Slot, SpillError> {
         let bytes = serde_json::to_vec(record).map_err(|e| SpillError::Decode(e.to_string()))?;
+        self.put_bytes(&bytes)
+    }
+
+    /// Appends bytes the caller encoded itself.
+    pub fn put_bytes(&mut self, bytes: &[u8]) -> Result<Slot, SpillError> {
         let len = u32::try_from(bytes.len()).map_err(|_| SpillError::TooLarge(bytes.len()))?;
-        self.out.write_all(&bytes).map_err(|source| SpillError::Io { dir: self.dir.clone(), source })?;
+        self.out.write_all(bytes).map_err(|source| SpillError::Io { dir: self.dir.clone(), source })?;
         let slot = Slot { offset: self.offset, len };
         self.offset += u64::from(len);
         Ok(slot)
@@ -73,11 +78,16 @@ pub struct SpillReader {
 
 impl SpillReader {
     pub fn get<T: DeserializeOwned>(&self, slot: Slot) -> Result<T, SpillError> {
+        serde_json::from_slice(&self.get_bytes(slot)?).map_err(|e| SpillError::Decode(e.to_string()))
+    }
+
+    /// The bytes [`SpillWriter::put_bytes`] wrote.
+    pub fn get_bytes(&self, slot: Slot) -> Result<Vec<u8>, SpillError> {
         let mut bytes = vec![0u8; slot.len as usize];
         self.file
             .read_exact_at(&mut bytes, slot.offset)
             .map_err(|source| SpillError::Io { dir: self.dir.clone(), source })?;
-        serde_json::from_slice(&bytes).map_err(|e| SpillError::Decode(e.to_string()))
+        Ok(bytes)
     }
 }
 
