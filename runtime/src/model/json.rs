@@ -6,6 +6,13 @@
 
 use serde_json::Value;
 
+mod escape;
+
+/// Writes `s` as a JSON string, quoted and escaped exactly as serde_json would.
+pub(crate) fn string(s: &str, out: &mut Vec<u8>) {
+    escape::write_escaped(out, s);
+}
+
 pub fn canonical(value: &Value) -> String {
     let mut out = Vec::with_capacity(256);
     write(value, &mut out);
@@ -25,7 +32,7 @@ pub(crate) fn write(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                scalar(k, out);
+                string(k, out);
                 out.push(b':');
                 write(v, out);
             }
@@ -41,6 +48,7 @@ pub(crate) fn write(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(s) => string(s, out),
         other => scalar(other, out),
     }
 }

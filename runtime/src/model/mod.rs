@@ -153,7 +153,7 @@ impl ChatRequest {
                 match p {
                     Part::Text { text } => {
                         out.extend_from_slice(b"{\"text\":");
-                        scalar(text, out);
+                        json::string(text, out);
                         out.extend_from_slice(b",\"type\":\"text\"}");
                     }
                     Part::Image { sha256 } => {
@@ -246,7 +246,7 @@ impl ChatResponse {
         // runs for every call); `the_response_hash_is_over_the_canonical_form` checks it.
         let mut out = Vec::with_capacity(self.content.len() + 128);
         out.extend_from_slice(b"{\"content\":");
-        json::scalar(&self.content, &mut out);
+        json::string(&self.content, &mut out);
         out.extend_from_slice(b",\"finish_reason\":");
         json::scalar(&self.finish_reason, &mut out);
         out.extend_from_slice(b",\"model\":");

@@ -394,18 +394,75 @@ pub fn body_bytes(
         }
         (None, _) => None,
     };
-    let body = Body {
-        model: &request.model,
-        messages,
-        temperature: request.temperature,
-        max_tokens: request.max_tokens,
-        seed: request.seed,
-        top_p: request.top_p,
-        response_format,
-    };
-    let mut out = Vec::with_capacity(request.text_bytes() + 512);
-    serde_json::to_writer(&mut out, &body).map_err(|e| format!("cannot write the request body: {e}"))?;
+    let mut out = Vec::with_capacity(request.text_bytes() + request.text_bytes() / 16 + 512);
+    write_body(request, &messages, response_format.as_ref(), &mut out)
+        .map_err(|e| format!("cannot write the request body: {e}"))?;
     Ok(out)
+}
+
+/// The chat-completions body, field by field in this order: `model`, `messages`, `temperature`,
+/// `max_tokens`, `seed`, then `top_p` and `response_format` when set. Written by hand so the
+/// prompt texts go through `json::string` (serde_json's escaping loop was most of writing a
+/// body); `the_body_is_exactly_the_chat_completions_body` pins the bytes.
+fn write_body(
+    request: &ChatRequest,
+    messages: &[WireMessage<'_>],
+    response_format: Option<&ResponseFormat<'_>>,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    use crate::model::json::{scalar, string};
+    out.extend_from_slice(b"{\"model\":");
+    string(&request.model, out);
+    out.extend_from_slice(b",\"messages\":[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"role\":");
+        string(m.role, out);
+        out.extend_from_slice(b",\"content\":");
+        match &m.content {
+            WireContent::Text(text) => string(text, out),
+            WireContent::Parts(parts) => {
+                out.push(b'[');
+                for (j, part) in parts.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    match part {
+                        WirePart::Text { text } => {
+                            out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
+                            string(text, out);
+                        }
+                        WirePart::ImageUrl { image_url } => {
+                            out.extend_from_slice(b"{\"type\":\"image_url\",\"image_url\":{\"url\":");
+                            string(&image_url.url, out);
+                            out.push(b'}');
+                        }
+                    }
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"temperature\":");
+    scalar(&request.temperature, out);
+    out.extend_from_slice(b",\"max_tokens\":");
+    scalar(&request.max_tokens, out);
+    out.extend_from_slice(b",\"seed\":");
+    scalar(&request.seed, out);
+    if let Some(top_p) = request.top_p {
+        out.extend_from_slice(b",\"top_p\":");
+        scalar(&top_p, out);
+    }
+    if let Some(format) = response_format {
+        out.extend_from_slice(b",\"response_format\":");
+        serde_json::to_writer(&mut *out, format)?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// The form to ask in again when a server refuses the request's own: only a `json_schema`
@@ -414,41 +471,23 @@ fn fallback_form(request: &ChatRequest, form: StructuredOutput) -> Option<Struct
     (request.response_schema.is_some() && form == StructuredOutput::JsonSchema).then_some(StructuredOutput::JsonObject)
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    model: &'a str,
-    messages: Vec<WireMessage<'a>>,
-    temperature: f64,
-    max_tokens: u64,
-    seed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<ResponseFormat<'a>>,
-}
-
-#[derive(Serialize)]
+/// A message as the body carries it ([`write_body`] writes it).
 struct WireMessage<'a> {
     role: &'static str,
     content: WireContent<'a>,
 }
 
 /// A message's content: a string when it is only text, else typed parts.
-#[derive(Serialize)]
-#[serde(untagged)]
 enum WireContent<'a> {
     Text(Cow<'a, str>),
     Parts(Vec<WirePart<'a>>),
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
 enum WirePart<'a> {
     Text { text: Cow<'a, str> },
     ImageUrl { image_url: ImageUrl },
 }
 
-#[derive(Serialize)]
 struct ImageUrl {
     url: String,
 }
