@@ -71,15 +71,33 @@ impl Prompts {
         let first = blocks.first().copied().unwrap_or_default();
         let t = self.env.get_template(template).map_err(|e| err(first, e.to_string()))?;
         let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
-        let mut captured = t.render_captured(ctx).map_err(|e| err(first, e.to_string()))?;
+        // The whole template's own output is not needed, only the state it leaves for blocks.
+        let mut captured = t.render_captured_to(ctx, std::io::sink()).map_err(|e| err(first, e.to_string()))?;
         captured.with_state_mut(|state| {
             blocks
                 .iter()
-                .map(|block| {
-                    let text = state.render_block(block).map_err(|e| err(block, e.to_string()))?;
-                    Ok(text.trim().to_string())
-                })
+                .map(|block| state.render_block(block).map(trim).map_err(|e| err(block, e.to_string())))
                 .collect()
         })
+    }
+}
+
+/// `text.trim().to_string()` without a second allocation and copy.
+fn trim(mut text: String) -> String {
+    text.truncate(text.trim_end().len());
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn trimming_in_place_is_str_trim(text in "[ \t\n\u{a0}\u{3000}a-z]{0,24}") {
+            prop_assert_eq!(super::trim(text.clone()), text.trim());
+        }
     }
 }
