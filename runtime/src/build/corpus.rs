@@ -49,7 +49,7 @@ impl<'c> ChunkSpill<'c> {
         Ok(ChunkSpill { writer: SpillWriter::new(dir)?, metas: Vec::new(), categories })
     }
 
-    pub fn put(&mut self, chunk: &Chunk) -> Result<(), SpillError> {
+    pub fn put(&mut self, mut chunk: Chunk) -> Result<(), SpillError> {
         let mut chars = 0u64;
         let mut code_chars = 0u64;
         for part in &chunk.parts {
@@ -70,16 +70,18 @@ impl<'c> ChunkSpill<'c> {
         let mut encoded = Vec::new();
         parts_codec::encode(&chunk.parts, &mut encoded);
         let parts = self.writer.put_bytes(&encoded)?;
-        let slot = self.writer.put(&Chunk { parts: Vec::new(), ..chunk.clone() })?;
+        // The rest is written without the parts (`load` puts them back).
+        chunk.parts = Vec::new();
+        let slot = self.writer.put(&chunk)?;
         self.metas.push(ChunkMeta {
-            id: chunk.id.clone(),
-            document_id: chunk.document_id.clone(),
-            ordinal: chunk.ordinal,
-            images: chunk.images.clone(),
+            has_neighbours: !chunk.previous_text.is_empty() || !chunk.next_text.is_empty(),
             code_blocks: chunk.code_blocks.len() as u64,
+            id: chunk.id,
+            document_id: chunk.document_id,
+            ordinal: chunk.ordinal,
+            images: chunk.images,
             chars: chars + code_chars,
             code_chars,
-            has_neighbours: !chunk.previous_text.is_empty() || !chunk.next_text.is_empty(),
             category_hint,
             slot,
             parts,

@@ -318,7 +318,7 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
         let cache = ingest::StoreCache::new(&store);
         let hints = plan.allocation.balance_categories.then_some(categories.as_slice());
         let mut spill = corpus::ChunkSpill::new(&store.root().join("tmp"), hints)?;
-        let mut sink = |batch: Vec<ingest::chunk::Chunk>| batch.iter().try_for_each(|c| spill.put(c));
+        let mut sink = |batch: Vec<ingest::chunk::Chunk>| batch.into_iter().try_for_each(|c| spill.put(c));
         let ingested = ingest::ingest_streaming(
             &sources,
             &plan.chunking,
@@ -437,7 +437,9 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
     let corpus = Arc::new(corpus);
     let t = Clock::start();
     progress.start("chunk_filter", corpus.metas.len() as u64);
-    let mut chunks: BTreeMap<String, ChunkOutcome> = BTreeMap::new();
+    // Gathered in a Vec and keyed once at the end: inserting into the map as each item finished
+    // cost more than sorting them all at once (its key comparisons missed the cache).
+    let mut chunks: Vec<(String, ChunkOutcome)> = Vec::with_capacity(corpus.metas.len());
     let mut finished = on_workers(0..corpus.metas.len(), n, |i| {
         let (ctx, corpus, doc_paths) = (ctx.clone(), corpus.clone(), doc_paths.clone());
         async move {
@@ -451,9 +453,10 @@ async fn execute(plan: &Arc<Plan>, opts: &BuildOptions, collect: Option<StageKin
         let mut o = o??;
         ledger.add(&std::mem::take(&mut o.calls));
         o.decisions = Vec::new();
-        chunks.insert(o.id.clone(), o);
+        chunks.push((o.id.clone(), o));
     }
     drop(finished);
+    let chunks: BTreeMap<String, ChunkOutcome> = chunks.into_iter().collect();
     progress.finish("chunk_filter");
     add_wall(&books, &["chunk_filter"], t);
     if let Some(reason) = lock(&ctx.stop_reason).clone() {
